@@ -1,0 +1,32 @@
+# tfcodec: `make demo` sets everything up and runs the codec on valid/;
+# `make test` runs the test suite. Both build .venv on first use.
+
+PYTHON ?= $(shell command -v python3.11 || echo none)
+VENV := .venv
+PY := $(VENV)/bin/python
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: demo test venv clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@if [ "$(PYTHON)" = "none" ]; then \
+	  echo "error: tfcodec needs Python 3.11 (tensorflow-compression 2.14.1 supports no newer Python); install python3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; fi
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' || \
+	  { echo "error: $(PYTHON) is not Python 3.11; run 'make PYTHON=/path/to/python3.11'"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) encoder.py --input_dir valid --output_dir bitstreams
+	$(PY) decoder.py --input_dir bitstreams --output_dir reconstructions --reference_dir valid
+
+test: venv
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf bitstreams reconstructions

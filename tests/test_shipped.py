@@ -1,0 +1,38 @@
+"""The bundled trained model: bits on disk match the model's estimate."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import KODAK
+from tfcodec import codec, metrics, zoo
+from tfcodec.io.bitstream import Bitstream
+from tfcodec.io.images import read_image
+from tfcodec.models.base import pad_to_multiple
+
+SHIPPED = zoo.available_weights()
+
+
+def test_default_model_is_shipped():
+  assert (zoo.DEFAULT_MODEL, "mse", 3) in SHIPPED
+  assert len(SHIPPED) >= 2
+
+
+@pytest.mark.parametrize("name,metric,quality", SHIPPED)
+def test_file_bits_match_estimated_bits_on_kodak(name, metric, quality):
+  model = codec.get_model(name, quality, metric)
+  image = read_image(os.path.join(KODAK, "kodim23.png"))
+  data = codec.encode_image(model, image, quality)
+  stream = Bitstream.from_bytes(data)
+  payload_bits = 8 * sum(len(s) for s in stream.strings)
+  x = pad_to_multiple(tf.constant(image, tf.float32)[None] / 255., model.stride)
+  out = model(x, training=False)
+  estimated = sum(float(tf.reduce_sum(b)) for b in out["bits"].values())
+  assert abs(payload_bits - estimated) / estimated < 0.01, (payload_bits, estimated)
+  # The whole file (header + CRC) adds only a few dozen bytes.
+  assert len(data) - payload_bits // 8 < 64
+  decoded = codec.decode_bytes(data)
+  assert decoded.shape == image.shape
+  assert metrics.psnr(image, decoded) > 25.

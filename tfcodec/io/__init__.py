@@ -1,0 +1,1 @@
+"""File formats: the .tfci bitstream container and image reading/writing."""

@@ -1,0 +1,168 @@
+"""The contract every tfcodec model follows.
+
+  forward   `model(x, training)` -> {"x_hat": ..., "bits": {"y": ..., "z": ...}}
+            x is a float batch in [0, 1], NHWC, H and W multiples of `stride`.
+  compress  `model.compress(image)` for one uint8 HxWx3 image of any size ->
+            (strings, latent_shapes): one scalar string per entropy-coded
+            latent (named by `string_names`) and one int32 [h, w] per latent
+            (named by `shape_names`).
+  decompress `model.decompress(strings, latent_shapes, image_shape)` -> uint8
+            HxWx3 image, cropped to `image_shape`.
+
+Padding lives here, not in callers: the image is edge-padded to a multiple of
+`stride` before analysis and the reconstruction is cropped after synthesis.
+The rate-distortion loss, `train_step` and `test_step` are shared too.
+"""
+
+import tensorflow as tf
+
+
+def pad_to_multiple(x, multiple):
+  """Edge-pads a NHWC batch (bottom/right) so H and W are multiples.
+
+  Replicating the border (rather than zeros) costs almost no bits, and works
+  for images of any size, down to 1x1, where reflection would not.
+  """
+  shape = tf.shape(x)
+  height, width = shape[1], shape[2]
+  padded_h = (height + multiple - 1) // multiple * multiple
+  padded_w = (width + multiple - 1) // multiple * multiple
+  rows = tf.minimum(tf.range(padded_h), height - 1)
+  cols = tf.minimum(tf.range(padded_w), width - 1)
+  return tf.gather(tf.gather(x, rows, axis=1), cols, axis=2)
+
+
+def mse_to_psnr(mse, peak=255.):
+  return 10. * tf.math.log(peak ** 2 / mse) / tf.math.log(10.)
+
+
+class CompressionModel(tf.keras.Model):
+  """Base class: loss, training step, padding and the coding contract."""
+
+  stride = 64
+  string_names = ()
+  shape_names = ()
+
+  def __init__(self, lmbda=0.01, metric="mse", **kwargs):
+    super().__init__(**kwargs)
+    if metric not in ("mse", "ms-ssim"):
+      raise ValueError(f"metric must be 'mse' or 'ms-ssim', got {metric!r}")
+    self.lmbda = float(lmbda)
+    self.metric = metric
+    self._frozen = False
+
+  # -- to be provided by each model --------------------------------------
+  def entropy_modules(self):
+    """The entropy models whose tables `freeze()` must build."""
+    raise NotImplementedError
+
+  def compress_latents(self, x):
+    """x: float [1, H, W, 3] in [0, 1] -> (strings, latent_shapes)."""
+    raise NotImplementedError
+
+  def decompress_latents(self, strings, latent_shapes):
+    """-> float [1, H', W', 3] reconstruction of the padded image."""
+    raise NotImplementedError
+
+  # -- shared ------------------------------------------------------------
+  def build_variables(self):
+    """Creates every variable with one small eager forward pass.
+
+    Keras' symbolic `build()` would create tfc.GDN's variables inside a graph,
+    which their tensor-valued initialisers do not allow.
+    """
+    with tf.init_scope():
+      self(tf.zeros((1, self.stride, self.stride, 3)), training=True)
+
+  def freeze(self):
+    """Builds range-coding tables from the current weights (after training)."""
+    for module in self.entropy_modules():
+      module.freeze()
+    self._frozen = True
+    self._build_coding_functions()
+
+  def rd_loss(self, x, outputs):
+    """Rate (bits per pixel) + lambda * distortion, plus monitored terms."""
+    num_pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+    bits = tf.add_n([tf.reduce_sum(b) for b in outputs["bits"].values()])
+    bpp = bits / num_pixels
+    x_hat = tf.cast(outputs["x_hat"], tf.float32)
+    mse = tf.reduce_mean(tf.math.squared_difference(x, x_hat)) * 255. ** 2
+    if self.metric == "mse":
+      distortion = mse
+    else:
+      ms_ssim = tf.reduce_mean(tf.image.ssim_multiscale(
+          tf.clip_by_value(x_hat, 0., 1.), x, 1.))
+      distortion = (1. - ms_ssim)
+    loss = bpp + self.lmbda * distortion
+    return dict(loss=loss, bpp=bpp, mse=mse, psnr=mse_to_psnr(mse))
+
+  def train_step(self, x):
+    with tf.GradientTape() as tape:
+      outputs = self(x, training=True)
+      terms = self.rd_loss(x, outputs)
+      loss = terms["loss"]
+    # bfloat16 has float32's exponent range, so no loss scaling is needed.
+    grads = tape.gradient(loss, self.trainable_variables)
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g))
+                            for g in grads if g is not None])
+    finite = tf.logical_and(finite, tf.math.is_finite(loss))
+    # A non-finite loss or gradient skips the update instead of poisoning the
+    # weights; the skip is reported as a metric so it never goes unnoticed.
+    def apply():
+      self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+      return tf.constant(0.)
+    skipped = tf.cond(finite, apply, lambda: tf.constant(1.))
+    terms["skipped"] = skipped
+    return terms
+
+  def test_step(self, x):
+    outputs = self(x, training=False)
+    return self.rd_loss(x, outputs)
+
+  def predict_step(self, data):
+    raise NotImplementedError("Use compress() / decompress().")
+
+  def _build_coding_functions(self):
+    # Traced once per model with fixed signatures, so a SavedModel can carry
+    # them and every image size reuses the same graph.
+    image_spec = tf.TensorSpec([None, None, 3], tf.uint8)
+    strings_spec = [tf.TensorSpec([], tf.string)] * len(self.string_names)
+    shapes_spec = [tf.TensorSpec([2], tf.int32)] * len(self.shape_names)
+    self._compress_fn = tf.function(self._compress, input_signature=[image_spec])
+    self._decompress_fn = tf.function(
+        self._decompress,
+        input_signature=[strings_spec, shapes_spec, tf.TensorSpec([2], tf.int32)])
+
+  def compress(self, image):
+    """uint8 [H, W, 3] -> (strings, latent_shapes)."""
+    self._require_frozen()
+    return self._compress_fn(tf.convert_to_tensor(image, tf.uint8))
+
+  def decompress(self, strings, latent_shapes, image_shape):
+    """Strings and latent shapes -> uint8 image cropped to `image_shape`."""
+    self._require_frozen()
+    return self._decompress_fn(
+        [tf.convert_to_tensor(s, tf.string) for s in strings],
+        [tf.convert_to_tensor(s, tf.int32) for s in latent_shapes],
+        tf.convert_to_tensor(image_shape, tf.int32))
+
+  def _require_frozen(self):
+    if not self._frozen:
+      raise RuntimeError("Call freeze() before compress()/decompress().")
+
+  def _compress(self, image):
+    image = tf.convert_to_tensor(image)
+    x = tf.cast(image, tf.float32)[None] / 255.
+    x = pad_to_multiple(x, self.stride)
+    return self.compress_latents(x)
+
+  def _decompress(self, strings, latent_shapes, image_shape):
+    x_hat = self.decompress_latents(strings, latent_shapes)
+    return self._to_image(x_hat, image_shape)
+
+  @staticmethod
+  def _to_image(x_hat, image_shape):
+    x_hat = x_hat[0, :image_shape[0], :image_shape[1], :]
+    return tf.saturate_cast(tf.round(tf.cast(x_hat, tf.float32) * 255.),
+                            tf.uint8)
