@@ -51,6 +51,9 @@ flags.DEFINE_string("export", None,
 flags.DEFINE_string("gdn_form", "simplified",
                     "GDN form: 'simplified' (tfc default, |x|, no sqrt) or 'classic'.")
 flags.DEFINE_integer("seed", None, "Seed for the data pipeline's shuffles.")
+flags.DEFINE_bool("export_only", False,
+                  "Do not train: export the newest checkpoint of --run_dir to "
+                  "--export and exit.")
 FLAGS = flags.FLAGS
 
 
@@ -59,7 +62,14 @@ def main(argv):
   from tfcodec.train import loop
   run_dir = FLAGS.run_dir or os.path.join(
       "runs", f"{FLAGS.model}-{FLAGS.metric}-q{FLAGS.quality}")
-  model = loop.train(
+  model_kwargs = dict(gdn_form=FLAGS.gdn_form)
+  if FLAGS.export_only:
+    model, step = loop.restore(FLAGS.model, FLAGS.quality, run_dir,
+                               metric=FLAGS.metric, lmbda=FLAGS["lambda"].value,
+                               model_kwargs=model_kwargs)
+  else:
+    step = None
+    model = loop.train(
       FLAGS.model, FLAGS.quality, metric=FLAGS.metric, lmbda=FLAGS["lambda"].value,
       train_glob=FLAGS.train_glob, val_glob=FLAGS.val_glob, run_dir=run_dir,
       patch_size=FLAGS.patch_size, batch_size=FLAGS.batch_size, steps=FLAGS.steps,
@@ -67,9 +77,10 @@ def main(argv):
       clipnorm=FLAGS.clipnorm, precision=FLAGS.precision,
       checkpoint_every=FLAGS.checkpoint_every, eval_every=FLAGS.eval_every,
       log_every=FLAGS.log_every, finetune_from=FLAGS.finetune_from,
-      seed=FLAGS.seed, model_kwargs=dict(gdn_form=FLAGS.gdn_form))
+      seed=FLAGS.seed, model_kwargs=model_kwargs)
   recipe = {"flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(
-      FLAGS.find_module_defining_flag("model"))}}
+      FLAGS.find_module_defining_flag("model"))},
+            "run": loop.run_summary(run_dir)}
   loop.export(model, FLAGS.export or os.path.join(run_dir, "export.npz"),
               FLAGS.quality, recipe=json.loads(json.dumps(recipe, default=str)))
 

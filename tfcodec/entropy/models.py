@@ -88,6 +88,11 @@ class GaussianConditional(tf.Module):
   def __call__(self, latent, scale_indexes, means=None, training=True):
     latent = tf.cast(latent, tf.float32)
     scale_indexes = tf.cast(scale_indexes, tf.float32)
+    if not training:
+      # Estimate with the table entry the range coder will use (the index is
+      # clipped to the table and truncated), so estimated bits track file bits.
+      scale_indexes = tf.floor(
+          tf.clip_by_value(scale_indexes, 0., NUM_SCALES - 1.))
     if means is not None:
       means = tf.cast(means, tf.float32)
     return self._estimator(latent, scale_indexes, loc=means, training=training)

@@ -11,6 +11,7 @@ checkpoint with the optimizer state intact.
 
 import json
 import os
+import signal
 import time
 
 import numpy as np
@@ -94,11 +95,22 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
   def save():
     manager.save(checkpoint_number=int(step))
 
+  # SIGTERM/SIGINT end the run cleanly at the next step boundary (checkpoint
+  # written); kill -9 loses at most `checkpoint_every` steps.
+  stop = {"requested": False}
+
+  def request_stop(signum, frame):
+    del frame
+    stop["requested"] = True
+    log(event="signal", signal=int(signum), step=int(step))
+
+  previous = {sig: signal.signal(sig, request_stop)
+              for sig in (signal.SIGTERM, signal.SIGINT)}
   started, last = time.time(), time.time()
   sums = {}
   try:
     for x in dataset:
-      if int(step) >= steps:
+      if int(step) >= steps or stop["requested"]:
         break
       terms = train_step(x)
       step.assign_add(1)
@@ -121,8 +133,47 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
         last = time.time()
   finally:
     save()
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
   log(event="done", step=int(step), seconds=time.time() - started)
   return model
+
+
+def restore(model_name, quality, run_dir, metric="mse", lmbda=None,
+            model_kwargs=None):
+  """The model of a run's newest checkpoint (without the optimizer)."""
+  overrides = dict(model_kwargs or {})
+  if lmbda is not None:
+    overrides["lmbda"] = lmbda
+  model = create_model(model_name, quality, metric=metric, **overrides)
+  step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+  ckpt = tf.train.Checkpoint(model=model, step=step)
+  latest = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
+  if latest is None:
+    raise FileNotFoundError(f"no checkpoint in {run_dir}/ckpt")
+  ckpt.restore(latest).expect_partial()
+  return model, int(step)
+
+
+def run_summary(run_dir):
+  """Steps and training time of a run, summed over every resumed session."""
+  wall, last_step, evals = 0., 0, []
+  path = os.path.join(run_dir, "log.jsonl")
+  if os.path.exists(path):
+    with open(path) as f:
+      records = [json.loads(line) for line in f if line.strip()]
+    previous_step = 0
+    for r in records:
+      if r["event"] == "resume":
+        previous_step = r["step"]
+      elif r["event"] == "train":
+        wall += r["s_per_step"] * (r["step"] - previous_step)
+        previous_step = last_step = r["step"]
+      elif r["event"] == "eval":
+        evals.append({k: r[k] for k in ("step", "bpp", "psnr")})
+  return dict(steps=last_step, train_wall_hours=round(wall / 3600, 3),
+              # Both cores are busy during a step, so core-hours = 2 x wall.
+              train_core_hours=round(2 * wall / 3600, 3), evals=evals[-3:])
 
 
 def export(model, path, quality, recipe=None):
