@@ -39,12 +39,12 @@ def _variable_key(index, variable):
 
 
 def save_weights(model, path, quality, extra=None, dtype=np.float16):
-  """Writes every model variable plus metadata to `path` (atomically)."""
+  """Writes every trained variable (not coding tables) plus metadata to `path` (atomically)."""
   meta = dict(model=model.model_name, quality=int(quality), metric=model.metric,
               N=int(model.N), M=int(model.M), lmbda=float(model.lmbda))
   meta.update(extra or {})
   arrays = {_variable_key(i, v): v.numpy().astype(dtype)
-            for i, v in enumerate(model.weights)}
+            for i, v in enumerate(model.trainable_weights)}
   arrays["__metadata__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
   tmp = path + ".tmp.npz"
   np.savez(tmp, **arrays)
@@ -60,10 +60,10 @@ def load_weights(model, path):
   """Assigns the stored variables to `model` (which must match the file)."""
   with np.load(path) as data:
     keys = sorted(k for k in data.files if k != "__metadata__")
-    if len(keys) != len(model.weights):
+    if len(keys) != len(model.trainable_weights):
       raise ValueError(f"{path}: holds {len(keys)} variables, model has "
-                       f"{len(model.weights)}")
-    for key, variable in zip(keys, model.weights):
+                       f"{len(model.trainable_weights)}")
+    for key, variable in zip(keys, model.trainable_weights):
       value = data[key]
       if tuple(value.shape) != tuple(variable.shape):
         raise ValueError(f"{path}: {key} has shape {value.shape}, model "

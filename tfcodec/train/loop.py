@@ -22,12 +22,17 @@ from tfcodec.models import create_model
 from tfcodec.train import data
 
 
-def _lr_schedule(lr, milestones, gamma):
-  if not milestones:
-    return lr
-  boundaries = [int(m) for m in milestones]
-  values = [lr * gamma ** i for i in range(len(boundaries) + 1)]
-  return tf.keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+def learning_rate(step, lr, milestones, gamma, backoff):
+  """Milestone schedule times the divergence back-off factor."""
+  passed = sum(1 for m in milestones if step >= int(m))
+  return lr * gamma ** passed * backoff
+
+
+def diverged(window_loss, history, factor=3.):
+  """A log window whose loss is non-finite or far above the recent best."""
+  if not np.isfinite(window_loss):
+    return True
+  return len(history) >= 3 and window_loss > factor * min(history[-5:])
 
 
 def evaluate(model, images):
@@ -61,15 +66,17 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
   if lmbda is not None:
     overrides["lmbda"] = lmbda
   model = create_model(model_name, quality, metric=metric, **overrides)
-  optimizer = tf.keras.optimizers.Adam(
-      _lr_schedule(lr, lr_milestones, lr_gamma), global_clipnorm=clipnorm)
+  optimizer = tf.keras.optimizers.Adam(lr, global_clipnorm=clipnorm)
   model.compile(optimizer=optimizer)
   # Optimizer slots are created eagerly: inside the traced train step Keras
   # cannot colocate them with tfc's parameter variables.
   optimizer.build(model.trainable_variables)
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+  # Halved each time training diverges and is rolled back; checkpointed.
+  backoff = tf.Variable(1., dtype=tf.float64, trainable=False, name="lr_backoff")
   os.makedirs(run_dir, exist_ok=True)
-  ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+  ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
+                             lr_backoff=backoff)
   manager = tf.train.CheckpointManager(ckpt, os.path.join(run_dir, "ckpt"),
                                        max_to_keep=3)
   log_path = os.path.join(run_dir, "log.jsonl")
@@ -107,11 +114,13 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
   previous = {sig: signal.signal(sig, request_stop)
               for sig in (signal.SIGTERM, signal.SIGINT)}
   started, last = time.time(), time.time()
-  sums = {}
+  sums, history, healthy = {}, [], True
   try:
     for x in dataset:
       if int(step) >= steps or stop["requested"]:
         break
+      optimizer.learning_rate.assign(learning_rate(
+          int(step), lr, lr_milestones, lr_gamma, float(backoff.numpy())))
       terms = train_step(x)
       step.assign_add(1)
       for k, v in terms.items():
@@ -119,20 +128,30 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
       s = int(step)
       if s % log_every == 0:
         now = time.time()
+        window = {k: v / log_every for k, v in sums.items()}
         log(event="train", step=s, s_per_step=(now - last) / log_every,
-            lr=float(optimizer.learning_rate(optimizer.iterations)
-                     if callable(optimizer.learning_rate)
-                     else optimizer.learning_rate),
-            **{k: v / log_every for k, v in sums.items()})
+            lr=float(optimizer.learning_rate.numpy()), **window)
         sums, last = {}, now
-      if s % checkpoint_every == 0:
+        healthy = not diverged(window["loss"], history)
+        if healthy:
+          history.append(window["loss"])
+        elif manager.latest_checkpoint:
+          # Roll back to the last healthy checkpoint at half the learning rate.
+          ckpt.restore(manager.latest_checkpoint)
+          backoff.assign(backoff * 0.5)
+          history = history[:-1]
+          log(event="diverged", step=s, loss=window["loss"],
+              restored=manager.latest_checkpoint, lr_backoff=float(backoff.numpy()))
+          continue
+      if s % checkpoint_every == 0 and healthy:
         save()
       if val_images and s % eval_every == 0:
         bpp, psnr = evaluate(model, val_images)
         log(event="eval", step=s, bpp=bpp, psnr=psnr)
         last = time.time()
   finally:
-    save()
+    if healthy:
+      save()
     for sig, handler in previous.items():
       signal.signal(sig, handler)
   log(event="done", step=int(step), seconds=time.time() - started)
