@@ -81,6 +81,8 @@ def main(argv):
   recipe = {"flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(
       FLAGS.find_module_defining_flag("model"))},
             "run": loop.run_summary(run_dir)}
+  if step is not None:
+    recipe["run"]["steps"] = step  # the checkpoint's step, not the log's last
   loop.export(model, FLAGS.export or os.path.join(run_dir, "export.npz"),
               FLAGS.quality, recipe=json.loads(json.dumps(recipe, default=str)))
 

@@ -35,4 +35,5 @@ def test_file_bits_match_estimated_bits_on_kodak(name, metric, quality):
   assert len(data) - payload_bits // 8 < 64
   decoded = codec.decode_bytes(data)
   assert decoded.shape == image.shape
-  assert metrics.psnr(image, decoded) > 25.
+  # A sanity floor: untrained weights decode kodim23 at ~10-12 dB.
+  assert metrics.psnr(image, decoded) > 20.

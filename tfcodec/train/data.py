@@ -54,12 +54,14 @@ def _crop_or_pad(image, patch_size):
 
 
 def train_dataset(patterns, patch_size=256, batch_size=8, seed=None,
-                  crops_per_image=4):
+                  crops_per_image=1, shuffle_buffer=256):
   """Infinite dataset of float32 [batch, patch, patch, 3] batches in [0, 1].
 
   Decoded images are cached in memory (the 659 training photos take ~0.6 GB)
-  so decoding is paid once; `crops_per_image` random crops are drawn per image
-  visit to amortise the shuffle.
+  so decoding is paid once. Keep `crops_per_image` at 1: with 4 crops per image
+  visit and a small shuffle buffer, consecutive batches shared images and a
+  model trained at lr 5e-4 tracked the recent images (training-batch PSNR
+  ~22 dB while fresh crops from the same photos gave ~15 dB).
   """
   files = list_images(patterns)
   ds = tf.data.Dataset.from_tensor_slices(files)
@@ -69,7 +71,7 @@ def train_dataset(patterns, patch_size=256, batch_size=8, seed=None,
       crops_per_image))
   ds = ds.map(lambda im: _crop_or_pad(im, patch_size),
               num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.shuffle(64, seed=seed)
+  ds = ds.shuffle(shuffle_buffer, seed=seed)
   ds = ds.map(lambda im: tf.cast(im, tf.float32) / 255.)
   return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
