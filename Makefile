@@ -1,12 +1,14 @@
 # tfcodec: `make demo` sets everything up and runs the codec on valid/;
-# `make test` runs the test suite. Both build .venv on first use.
+# `make test` runs the test suite; `make rd` regenerates RDdata/ (Kodak RD
+# curves of the shipped models and the classical baselines). All build .venv
+# on first use.
 
 PYTHON ?= $(shell command -v python3.11 || echo none)
 VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test venv clean
+.PHONY: demo test rd venv clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@if [ "$(PYTHON)" = "none" ]; then \
@@ -27,6 +29,14 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q tests
+
+# Measures every shipped weight and every baseline on Kodak (../shared/data/kodak)
+# and rewrites RDdata/ from the results; prints how long it took.
+rd: venv
+	$(PY) -m pip install -q -r requirements-rd.txt
+	@start=$$(date +%s); \
+	$(PY) -m tfcodec.eval --rddata RDdata --fresh && \
+	echo "make rd: $$(( $$(date +%s) - start )) s"
 
 clean:
 	rm -rf bitstreams reconstructions

@@ -35,5 +35,6 @@ def test_file_bits_match_estimated_bits_on_kodak(name, metric, quality):
   assert len(data) - payload_bits // 8 < 64
   decoded = codec.decode_bytes(data)
   assert decoded.shape == image.shape
-  # A sanity floor: untrained weights decode kodim23 at ~10-12 dB.
-  assert metrics.psnr(image, decoded) > 20.
+  # A decode-sanity floor, not a quality claim (quality is measured in
+  # tfcodec/weights/README.md): untrained weights give ~10-12 dB here.
+  assert metrics.psnr(image, decoded) > 15.

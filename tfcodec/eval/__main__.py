@@ -1,0 +1,5 @@
+import sys
+
+from tfcodec.eval import main
+
+sys.exit(main())
