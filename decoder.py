@@ -33,7 +33,7 @@ def main(argv):
   try:
     results = codec.decode_folder(FLAGS.input_dir, FLAGS.output_dir,
                                   FLAGS.reference_dir)
-  except (FileNotFoundError, ValueError) as e:
+  except (OSError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   if not results:

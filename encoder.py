@@ -33,7 +33,7 @@ def main(argv):
   try:
     results = codec.encode_folder(FLAGS.input_dir, FLAGS.output_dir,
                                   FLAGS.model, FLAGS.quality, FLAGS.metric)
-  except (FileNotFoundError, KeyError, ValueError) as e:
+  except (OSError, KeyError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   if not results:

@@ -44,10 +44,10 @@ def test_truncated_file_is_a_clear_error(length):
 
 def test_newer_version_is_refused():
   data = bytearray(sample().to_bytes())
-  data[4] = 2
+  data[4] = 3  # versions 1 (untiled) and 2 (tiled) exist
   body = bytes(data[:-4])
   data = body + struct.pack(">I", zlib.crc32(body))
-  with pytest.raises(FormatError, match="version 2"):
+  with pytest.raises(FormatError, match="version 3 is not supported"):
     Bitstream.from_bytes(data)
 
 

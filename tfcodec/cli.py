@@ -146,7 +146,11 @@ def run_compress(args, out):
     quality = DEFAULT_QUALITY if args.quality is None else args.quality
     model = load_shipped_model(name, quality, args.metric)
     data = codec.encode_image(model, image, quality)
-  atomic_write(output, data)
+  try:
+    atomic_write(output, data)
+  except OSError as e:
+    print(f"error: {output}: cannot write ({e.strerror or e})", file=sys.stderr)
+    return 1
   height, width = image.shape[:2]
   print(f"{args.input} -> {output}: {width}x{height}, {len(data)} bytes, "
         f"{_bpp(len(data), height, width):.4f} bpp ({name} {args.metric} "
@@ -167,10 +171,13 @@ def run_decompress(args, out):
     with open(args.input, "rb") as f:
       data = f.read()
     image = codec.decode_bytes(data)
-  except (FormatError, OSError) as e:
+    write_png(output, image)
+  except (FormatError, OSError, MemoryError) as e:
     print(f"error: {args.input}: {e}", file=sys.stderr)
     return 1
-  write_png(output, image)
+  except Exception as e:  # noqa: BLE001 (a bad file must not print a traceback)
+    print(f"error: {args.input}: {codec._unexpected(e)}", file=sys.stderr)
+    return 1
   height, width = image.shape[:2]
   line = (f"{args.input} -> {output}: {width}x{height}, "
           f"{_bpp(len(data), height, width):.4f} bpp")
@@ -219,20 +226,32 @@ def describe_file(path):
     crc = "ok" if crc_ok else "FAILED"
     return lines + [f"  error: {e}", f"  CRC32:        {crc} (stored "
                     f"0x{stored:08x}, computed 0x{computed:08x})"], False
-  names = _string_names(stream.model, len(stream.strings))
-  shape_names = _shape_names(stream.model, len(stream.shapes))
+  payloads = stream.payloads()
+  first_shapes, first_strings = payloads[0]
+  names = _string_names(stream.model, len(first_strings))
+  shape_names = _shape_names(stream.model, len(first_shapes))
   shapes = ", ".join(f"{n} {'x'.join(map(str, s))}"
-                     for n, s in zip(shape_names, stream.shapes))
-  strings = ", ".join(f"{n} {len(s)}" for n, s in zip(names, stream.strings))
+                     for n, s in zip(shape_names, first_shapes))
+  # Bytes per string name, summed over tiles for a tiled file.
+  totals = [sum(len(strings[i]) for _, strings in payloads
+                if i < len(strings)) for i in range(len(names))]
+  strings = ", ".join(f"{n} {t}" for n, t in zip(names, totals))
+  payload_bytes = sum(len(s) for _, strings_ in payloads for s in strings_)
   lines += [
       f"  model:        {stream.model}{_model_status(stream)}",
       f"  quality:      {stream.quality}",
       f"  metric:       {stream.metric}",
       f"  size:         {stream.width}x{stream.height} (width x height), "
       f"{_bpp(len(data), stream.height, stream.width):.4f} bpp",
+  ]
+  if stream.tiled:
+    rows, cols = stream.tile_grid()
+    lines.append(f"  tiles:        {cols}x{rows} of {stream.tile_size} px "
+                 "(format version 2); latents of the first tile:")
+  lines += [
       f"  latents:      {shapes}",
       f"  string bytes: {strings}  (header and CRC: "
-      f"{len(data) - sum(len(s) for s in stream.strings)})",
+      f"{len(data) - payload_bytes})",
   ]
   if crc_ok:
     lines.append(f"  CRC32:        ok (0x{stored:08x})")

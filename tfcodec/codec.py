@@ -15,9 +15,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfcodec import zoo
-from tfcodec.io.bitstream import Bitstream, FormatError
+from tfcodec.io.bitstream import MAX_UNTILED_PIXELS, Bitstream, FormatError
 from tfcodec.io.images import ImageError, atomic_write, read_image, write_png
-from tfcodec.models import MODELS
+from tfcodec.models import MODELS, QUALITIES
+
+# Downsampling factor of each latent, for models that do not declare their own
+# `latent_factors`: y at 1/16 of the padded image, the hyper-latent z at 1/64.
+LATENT_FACTORS = {"y": 16, "z": 64}
 
 _MODEL_CACHE = {}
 
@@ -30,54 +34,132 @@ def get_model(name, quality, metric="mse"):
   return _MODEL_CACHE[key]
 
 
-def encode_image(model, image, quality):
-  """uint8 HxWx3 -> .tfci bytes."""
+# Images with more pixels than this are coded in independent square tiles of
+# TILE_SIZE pixels (a multiple of every model's stride), so memory stays
+# bounded by the tile, not the image. Seams are not blended: each tile is
+# edge-padded like a small image (bench/memory.py measures the cost).
+TILE_THRESHOLD = MAX_UNTILED_PIXELS
+TILE_SIZE = 1024
+
+
+def encode_image(model, image, quality, tile_size=None):
+  """uint8 HxWx3 -> .tfci bytes.
+
+  `tile_size`: None tiles only images above TILE_THRESHOLD pixels (in
+  TILE_SIZE tiles); 0 never tiles; a positive side forces tiles of that side
+  (a multiple of the model's stride).
+  """
   image = np.asarray(image, dtype=np.uint8)
-  strings, shapes = model.compress(tf.constant(image))
-  return Bitstream(
-      model=model.model_name, quality=int(quality), metric=model.metric,
-      height=image.shape[0], width=image.shape[1],
-      shapes=[[int(d) for d in s.numpy()] for s in shapes],
-      strings=[s.numpy() for s in strings]).to_bytes()
+  height, width = image.shape[:2]
+  if tile_size is None:
+    tile_size = TILE_SIZE if height * width > TILE_THRESHOLD else 0
+  if tile_size and tile_size % model.stride:
+    raise ValueError(f"tile size {tile_size} is not a multiple of "
+                     f"{model.model_name}'s stride {model.stride}")
+  stream = Bitstream(model=model.model_name, quality=int(quality),
+                     metric=model.metric, height=height, width=width,
+                     shapes=[], strings=[], tile_size=int(tile_size))
+  payloads = []
+  for top, left, tile_h, tile_w in stream.tile_boxes():
+    tile = image[top:top + tile_h, left:left + tile_w]
+    strings, shapes = model.compress(tf.constant(tile))
+    payloads.append(([[int(d) for d in s.numpy()] for s in shapes],
+                     [s.numpy() for s in strings]))
+  if stream.tiled:
+    stream.tiles = payloads
+  else:
+    stream.shapes, stream.strings = payloads[0]
+  return stream.to_bytes()
 
 
-def _expected_shapes(model, height, width):
-  """Latent shapes a model produces for an image of this size."""
-  padded_h = -(-height // model.stride) * model.stride
-  padded_w = -(-width // model.stride) * model.stride
+def expected_latent_shapes(model_cls, height, width):
+  """Latent shapes a model class produces for an image of this size.
+
+  Computed from class attributes only (`stride`, `shape_names` and the
+  downsampling factor of each latent), so a header can be validated before
+  any model is built or any weights are loaded.
+  """
+  padded_h = -(-height // model_cls.stride) * model_cls.stride
+  padded_w = -(-width // model_cls.stride) * model_cls.stride
+  factors = getattr(model_cls, "latent_factors", None) or LATENT_FACTORS
   shapes = []
-  for name in model.shape_names:
-    factor = {"y": 16, "z": 64}[name]
-    shapes.append([padded_h // factor, padded_w // factor])
+  for name in model_cls.shape_names:
+    if name not in factors:
+      raise FormatError(f"{model_cls.model_name} does not say how latent "
+                        f"{name!r} is downsampled (latent_factors)")
+    shapes.append([padded_h // factors[name], padded_w // factors[name]])
   return shapes
 
 
-def decode_bytes(data, model=None):
-  """.tfci bytes -> uint8 HxWx3. Raises FormatError on an invalid file."""
-  stream = Bitstream.from_bytes(data)
+def _expected_shapes(model, height, width):
+  return expected_latent_shapes(type(model), height, width)
+
+
+def check_stream(stream):
+  """Validates a parsed header against the registry; returns the model class.
+
+  Everything here uses class attributes only: a file is refused before a
+  model is built, weights are loaded or a tensor is allocated.
+  """
   if stream.model not in MODELS:
     raise FormatError(f"model {stream.model!r} is not known to this tfcodec "
                       f"(known: {', '.join(sorted(MODELS))})")
-  if model is None:
-    try:
-      model = get_model(stream.model, stream.quality, stream.metric)
-    except FileNotFoundError as e:
-      raise FormatError(str(e)) from e
-  expected = _expected_shapes(model, stream.height, stream.width)
-  if stream.shapes != expected:
-    raise FormatError(f"latent shapes {stream.shapes} do not match a "
-                      f"{stream.height}x{stream.width} image (expected {expected})")
-  if len(stream.strings) != len(model.string_names):
-    raise FormatError(f"{len(stream.strings)} strings, {stream.model} needs "
-                      f"{len(model.string_names)}")
+  if stream.quality not in QUALITIES:
+    raise FormatError(f"quality {stream.quality} outside "
+                      f"{QUALITIES[0]}..{QUALITIES[-1]}")
+  model_cls = MODELS[stream.model]
+  if stream.tiled and stream.tile_size % model_cls.stride:
+    raise FormatError(f"tile size {stream.tile_size} is not a multiple of "
+                      f"{stream.model}'s stride {model_cls.stride}")
+  for index, ((_, _, tile_h, tile_w), (shapes, strings)) in enumerate(
+      zip(stream.tile_boxes(), stream.payloads())):
+    where = f"tile {index}: " if stream.tiled else ""
+    expected = expected_latent_shapes(model_cls, tile_h, tile_w)
+    if shapes != expected:
+      raise FormatError(f"{where}latent shapes {shapes} do not match a "
+                        f"{tile_h}x{tile_w} image (expected {expected})")
+    if len(strings) != len(model_cls.string_names):
+      raise FormatError(f"{where}{len(strings)} strings, {stream.model} needs "
+                        f"{len(model_cls.string_names)}")
+  return model_cls
+
+
+def _load_for_stream(stream):
   try:
-    image = model.decompress(
-        [tf.constant(s) for s in stream.strings],
-        [tf.constant(s, tf.int32) for s in stream.shapes],
-        tf.constant([stream.height, stream.width], tf.int32))
-  except tf.errors.OpError as e:
-    raise FormatError(f"entropy-coded data is invalid ({e.message.splitlines()[0]})") from e
-  return image.numpy()
+    return get_model(stream.model, stream.quality, stream.metric)
+  except FileNotFoundError as e:
+    raise FormatError(str(e)) from e
+
+
+def decode_bytes(data, model=None, loader=None):
+  """.tfci bytes -> uint8 HxWx3. Raises FormatError on an invalid file.
+
+  The header is parsed and validated completely (CRC, bounds, model, latent
+  shapes of every tile) before a model is loaded or anything is allocated.
+  `model` forces the model to use; `loader(name, quality, metric)` replaces
+  the shipped-weights lookup (the fuzzer uses tiny random models).
+  """
+  stream = Bitstream.from_bytes(data)
+  check_stream(stream)
+  if model is None:
+    model = (loader or (lambda *key: _load_for_stream(stream)))(
+        stream.model, stream.quality, stream.metric)
+  if model.model_name != stream.model:
+    raise FormatError(f"file made by {stream.model}, decoder holds "
+                      f"{model.model_name}")
+  image = np.empty((stream.height, stream.width, 3), np.uint8)
+  for (top, left, tile_h, tile_w), (shapes, strings) in zip(
+      stream.tile_boxes(), stream.payloads()):
+    try:
+      tile = model.decompress(
+          [tf.constant(s) for s in strings],
+          [tf.constant(s, tf.int32) for s in shapes],
+          tf.constant([tile_h, tile_w], tf.int32))
+    except tf.errors.OpError as e:
+      raise FormatError("entropy-coded data is invalid "
+                        f"({e.message.splitlines()[0]})") from e
+    image[top:top + tile_h, left:left + tile_w] = tile.numpy()
+  return image
 
 
 # -- folder-level operations (encoder.py / decoder.py) ------------------------
@@ -100,13 +182,36 @@ def _list_files(directory, extensions):
                 if f.lower().endswith(extensions) and not f.startswith("."))
 
 
+def _make_output_dir(output_dir):
+  """Creates the output folder, or raises OSError naming it and the reason."""
+  try:
+    os.makedirs(output_dir, exist_ok=True)
+  except OSError as e:
+    raise OSError(f"cannot create output directory {output_dir!r}: "
+                  f"{e.strerror or e}") from e
+  if not os.access(output_dir, os.W_OK):
+    raise OSError(f"output directory {output_dir!r} is not writable")
+
+
+def _unexpected(e):
+  """One line for an error no check anticipated (never a traceback)."""
+  text = str(e).strip().splitlines()
+  return f"unexpected {type(e).__name__}: {text[0] if text else ''}"
+
+
 def encode_folder(input_dir, output_dir, model_name, quality, metric="mse",
-                  out=sys.stdout):
-  """Encodes every image; one bad file is reported and skipped."""
+                  out=sys.stdout, model=None):
+  """Encodes every image; one bad file is reported and skipped.
+
+  `model` overrides the shipped weights (tests use tiny random models).
+  """
   files = _list_files(input_dir, (".png", ".jpg", ".jpeg", ".bmp", ".ppm",
                                   ".tif", ".tiff", ".webp"))
-  os.makedirs(output_dir, exist_ok=True)
-  model = get_model(model_name, quality, metric)
+  if model_name not in MODELS:
+    raise ValueError(f"unknown model {model_name!r}; registered models: "
+                     f"{', '.join(sorted(MODELS))}")
+  _make_output_dir(output_dir)
+  model = model or get_model(model_name, quality, metric)
   results = []
   for fname in files:
     path = os.path.join(input_dir, fname)
@@ -124,9 +229,12 @@ def encode_folder(input_dir, output_dir, model_name, quality, metric="mse",
       result = Result(fname, True, bpp=bpp, seconds=time.time() - start)
       print(f"{fname}: {image.shape[1]}x{image.shape[0]}, {len(data)} bytes, "
             f"{bpp:.4f} bpp, {result.seconds:.2f} s", file=out)
-    except (ImageError, OSError, ValueError) as e:
-      result = Result(fname, False, message=str(e))
-      print(f"error: {fname}: {e}", file=out)
+    except (ImageError, OSError, ValueError, MemoryError) as e:
+      result = Result(fname, False, message=_one_line(e, path))
+      print(f"error: {fname}: {result.message}", file=out)
+    except Exception as e:  # noqa: BLE001 (one file must not stop the rest)
+      result = Result(fname, False, message=_unexpected(e))
+      print(f"error: {fname}: {result.message}", file=out)
     results.append(result)
   good = [r for r in results if r.ok]
   if good:
@@ -135,11 +243,15 @@ def encode_folder(input_dir, output_dir, model_name, quality, metric="mse",
   return results
 
 
-def decode_folder(input_dir, output_dir, reference_dir=None, out=sys.stdout):
-  """Decodes every .tfci file; one bad file is reported and skipped."""
+def decode_folder(input_dir, output_dir, reference_dir=None, out=sys.stdout,
+                  loader=None):
+  """Decodes every .tfci file; one bad file is reported and skipped.
+
+  `loader(name, quality, metric)` overrides the shipped weights (tests).
+  """
   from tfcodec import metrics
   files = _list_files(input_dir, (".tfci",))
-  os.makedirs(output_dir, exist_ok=True)
+  _make_output_dir(output_dir)
   results = []
   for fname in files:
     path = os.path.join(input_dir, fname)
@@ -148,7 +260,7 @@ def decode_folder(input_dir, output_dir, reference_dir=None, out=sys.stdout):
     try:
       with open(path, "rb") as f:
         data = f.read()
-      image = decode_bytes(data)
+      image = decode_bytes(data, loader=loader)
       write_png(os.path.join(output_dir, stem + ".png"), image)
       result = Result(fname, True, bpp=len(data) * 8 / image[..., 0].size,
                       seconds=time.time() - start)
@@ -166,9 +278,12 @@ def decode_folder(input_dir, output_dir, reference_dir=None, out=sys.stdout):
             result.ms_ssim = metrics.ms_ssim(reference, image)
             line += f", PSNR {result.psnr:.2f} dB, MS-SSIM {result.ms_ssim:.4f}"
       print(line + f", {result.seconds:.2f} s", file=out)
-    except (FormatError, ImageError, OSError, ValueError) as e:
-      result = Result(fname, False, message=str(e))
-      print(f"error: {fname}: {e}", file=out)
+    except (FormatError, ImageError, OSError, ValueError, MemoryError) as e:
+      result = Result(fname, False, message=_one_line(e, path))
+      print(f"error: {fname}: {result.message}", file=out)
+    except Exception as e:  # noqa: BLE001 (one file must not stop the rest)
+      result = Result(fname, False, message=_unexpected(e))
+      print(f"error: {fname}: {result.message}", file=out)
     results.append(result)
   good = [r for r in results if r.ok]
   if good:
@@ -179,6 +294,18 @@ def decode_folder(input_dir, output_dir, reference_dir=None, out=sys.stdout):
                f"{np.mean([r.ms_ssim for r in scored]):.4f}")
     print(line + f" over {len(good)} image(s)", file=out)
   return results
+
+
+def _one_line(error, path):
+  """The error's first line, without a leading copy of the file's path (the
+  caller prints the file name once)."""
+  lines = str(error).strip().splitlines() or [type(error).__name__]
+  text = lines[0]
+  if text.startswith(path + ": "):
+    text = text[len(path) + 2:]
+  if isinstance(error, MemoryError):
+    text = "out of memory" + (f" ({text})" if text != "MemoryError" else "")
+  return text
 
 
 def _find_reference(directory, stem):

@@ -1,6 +1,6 @@
-"""The .tfci container (format version 1). See docs/FORMAT.md.
+"""The .tfci container (format versions 1 and 2). See docs/FORMAT.md.
 
-Layout, all integers big-endian:
+Version 1 layout (one untiled image), all integers big-endian:
 
   magic        4 bytes  b"TFCI"
   version      u8       1
@@ -13,8 +13,18 @@ Layout, all integers big-endian:
   n_strings    u8       entropy-coded strings, each u32 length + bytes
   crc32        u32      zlib.crc32 of every preceding byte
 
+Version 2 (a tiled image) is the same up to width, then
+
+  tile size    u32      side of the square tiles, a multiple of the model stride
+  then, for each tile in row-major order, n_shapes + shapes and
+  n_strings + strings exactly as above (the tile count follows from the size).
+
 The decoder needs nothing but this file: the model, its quality and metric,
 the image size and every latent shape travel inside.
+
+Every header value is checked against a fixed bound before anything is
+allocated from it, so a hostile file can at worst make the decoder work on an
+image of MAX_PIXELS pixels (in tiles of at most MAX_TILE_SIDE^2).
 """
 
 import dataclasses
@@ -22,11 +32,23 @@ import struct
 import zlib
 
 MAGIC = b"TFCI"
-VERSION = 1
+VERSION = 1  # untiled; the only version the in-graph container speaks
+VERSION_TILED = 2
+SUPPORTED_VERSIONS = (VERSION, VERSION_TILED)
 METRICS = ("mse", "ms-ssim")
 # Bounds checked before anything is allocated from header values.
 MAX_DIMENSION = 1 << 16
 MAX_ITEMS = 16
+# At most 2^27 pixels (e.g. 16384 x 8192, 134 MP): the decoded image alone is
+# then 384 MiB of uint8, and everything else is bounded per tile.
+MAX_PIXELS = 1 << 27
+# An untiled (version 1) image is decoded in one piece; its peak memory grows
+# with its area, so above this many pixels the encoder tiles and the decoder
+# refuses untiled files (2048 x 2048 decodes in well under 4 GiB).
+MAX_UNTILED_PIXELS = 2048 * 2048
+# Tile sides a version 2 file may declare; the upper end bounds per-tile memory.
+MIN_TILE_SIDE = 16
+MAX_TILE_SIDE = 2048
 
 
 class FormatError(ValueError):
@@ -40,8 +62,37 @@ class Bitstream:
   metric: str
   height: int
   width: int
-  shapes: list  # [[h, w], ...] latent shapes
-  strings: list  # [bytes, ...] entropy-coded payloads
+  shapes: list  # [[h, w], ...] latent shapes (untiled files)
+  strings: list  # [bytes, ...] entropy-coded payloads (untiled files)
+  tile_size: int = 0  # 0: untiled (version 1); else the tile side (version 2)
+  tiles: list = dataclasses.field(default_factory=list)  # [(shapes, strings)]
+
+  @property
+  def tiled(self):
+    return self.tile_size > 0
+
+  @property
+  def version(self):
+    return VERSION_TILED if self.tiled else VERSION
+
+  def tile_grid(self):
+    """(rows, cols) of tiles; (1, 1) for an untiled file."""
+    if not self.tiled:
+      return 1, 1
+    return (-(-self.height // self.tile_size), -(-self.width // self.tile_size))
+
+  def tile_boxes(self):
+    """[(top, left, height, width)] of every tile, row-major."""
+    if not self.tiled:
+      return [(0, 0, self.height, self.width)]
+    side, (rows, cols) = self.tile_size, self.tile_grid()
+    return [(r * side, c * side, min(side, self.height - r * side),
+             min(side, self.width - c * side))
+            for r in range(rows) for c in range(cols)]
+
+  def payloads(self):
+    """[(shapes, strings)] per tile (a single one for an untiled file)."""
+    return list(self.tiles) if self.tiled else [(self.shapes, self.strings)]
 
   def to_bytes(self):
     if self.metric not in METRICS:
@@ -52,17 +103,29 @@ class Bitstream:
     if not (0 < self.height <= MAX_DIMENSION and 0 < self.width <= MAX_DIMENSION):
       raise ValueError(f"image size {self.height}x{self.width} outside "
                        f"1..{MAX_DIMENSION}")
-    out = [MAGIC, struct.pack(">BB", VERSION, len(name)), name,
+    if self.tiled:
+      if not MIN_TILE_SIDE <= self.tile_size <= MAX_TILE_SIDE:
+        raise ValueError(f"tile size {self.tile_size} outside "
+                         f"{MIN_TILE_SIDE}..{MAX_TILE_SIDE}")
+      rows, cols = self.tile_grid()
+      if len(self.tiles) != rows * cols:
+        raise ValueError(f"{len(self.tiles)} tiles given, a {self.height}x"
+                         f"{self.width} image in {self.tile_size}-pixel tiles "
+                         f"has {rows * cols}")
+    out = [MAGIC, struct.pack(">BB", self.version, len(name)), name,
            struct.pack(">BBII", self.quality, METRICS.index(self.metric),
-                       self.height, self.width),
-           struct.pack(">B", len(self.shapes))]
-    for shape in self.shapes:
-      out.append(struct.pack(">B", len(shape)))
-      out.append(struct.pack(f">{len(shape)}I", *[int(d) for d in shape]))
-    out.append(struct.pack(">B", len(self.strings)))
-    for string in self.strings:
-      out.append(struct.pack(">I", len(string)))
-      out.append(bytes(string))
+                       self.height, self.width)]
+    if self.tiled:
+      out.append(struct.pack(">I", self.tile_size))
+    for shapes, strings in self.payloads():
+      out.append(struct.pack(">B", len(shapes)))
+      for shape in shapes:
+        out.append(struct.pack(">B", len(shape)))
+        out.append(struct.pack(f">{len(shape)}I", *[int(d) for d in shape]))
+      out.append(struct.pack(">B", len(strings)))
+      for string in strings:
+        out.append(struct.pack(">I", len(string)))
+        out.append(bytes(string))
     body = b"".join(out)
     return body + struct.pack(">I", zlib.crc32(body))
 
@@ -77,9 +140,11 @@ class Bitstream:
     reader = _Reader(body)
     reader.skip(4)
     version = reader.u8()
-    if version != VERSION:
-      raise FormatError(f"format version {version} is not supported "
-                        f"(this tfcodec reads version {VERSION})")
+    if version not in SUPPORTED_VERSIONS:
+      known = ", ".join(map(str, SUPPORTED_VERSIONS))
+      raise FormatError(f"format version {version} is not supported (this "
+                        f"tfcodec reads versions {known}; a newer tfcodec "
+                        "wrote this file?)")
     if zlib.crc32(body) != crc:
       raise FormatError("CRC32 mismatch: the file is corrupted or truncated")
     try:
@@ -92,18 +157,49 @@ class Bitstream:
       raise FormatError(f"unknown metric id {metric_id}")
     if not (0 < height <= MAX_DIMENSION and 0 < width <= MAX_DIMENSION):
       raise FormatError(f"image size {height}x{width} outside 1..{MAX_DIMENSION}")
-    shapes = []
-    for _ in range(reader.count()):
-      rank = reader.u8()
-      if rank > 4:
-        raise FormatError(f"latent rank {rank} is implausible")
-      shapes.append([reader.u32() for _ in range(rank)])
-    strings = []
-    for _ in range(reader.count()):
-      strings.append(reader.take(reader.u32()))
+    if height * width > MAX_PIXELS:
+      raise FormatError(f"image size {height}x{width} exceeds the maximum of "
+                        f"{MAX_PIXELS} pixels")
+    tile_size = 0
+    if version == VERSION_TILED:
+      tile_size = reader.u32()
+      if not MIN_TILE_SIDE <= tile_size <= MAX_TILE_SIDE:
+        raise FormatError(f"tile size {tile_size} outside "
+                          f"{MIN_TILE_SIDE}..{MAX_TILE_SIDE}")
+    elif height * width > MAX_UNTILED_PIXELS:
+      raise FormatError(f"untiled image of {height}x{width} pixels exceeds "
+                        f"the {MAX_UNTILED_PIXELS}-pixel limit for untiled "
+                        "files (re-encode it: large images are tiled)")
+    stream = cls(name, quality, METRICS[metric_id], height, width, [], [],
+                 tile_size=tile_size)
+    rows, cols = stream.tile_grid()
+    # Each tile record takes at least 2 bytes (two counts), so a tile count
+    # the file cannot hold is refused before the loop runs.
+    if rows * cols * 2 > reader.remaining():
+      raise FormatError(f"truncated file: {rows * cols} tiles cannot fit in "
+                        f"{reader.remaining()} bytes")
+    payloads = [_read_payload(reader) for _ in range(rows * cols)]
     if reader.remaining():
       raise FormatError(f"{reader.remaining()} unexpected bytes after the payload")
-    return cls(name, quality, METRICS[metric_id], height, width, shapes, strings)
+    if stream.tiled:
+      stream.tiles = payloads
+    else:
+      stream.shapes, stream.strings = payloads[0]
+    return stream
+
+
+def _read_payload(reader):
+  """One (shapes, strings) record: counts, ranks and lengths bounds-checked."""
+  shapes = []
+  for _ in range(reader.count()):
+    rank = reader.u8()
+    if rank > 4:
+      raise FormatError(f"latent rank {rank} is implausible")
+    shapes.append([reader.u32() for _ in range(rank)])
+  strings = []
+  for _ in range(reader.count()):
+    strings.append(reader.take(reader.u32()))
+  return shapes, strings
 
 
 class _Reader:
