@@ -1,14 +1,15 @@
 # tfcodec: `make demo` sets everything up and runs the codec on valid/;
 # `make test` runs the test suite; `make rd` regenerates RDdata/ (Kodak RD
-# curves of the shipped models and the classical baselines). All build .venv
-# on first use.
+# curves of the shipped models and the classical baselines); `make fuzz` and
+# `make determinism` are the long reliability runs (README "Reliability").
+# All build .venv on first use.
 
 PYTHON ?= $(shell command -v python3.11 || echo none)
 VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test rd venv clean
+.PHONY: demo test rd fuzz determinism venv clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@if [ "$(PYTHON)" = "none" ]; then \
@@ -37,6 +38,17 @@ rd: venv
 	@start=$$(date +%s); \
 	$(PY) -m tfcodec.eval --rddata RDdata --fresh && \
 	echo "make rd: $$(( $$(date +%s) - start )) s"
+
+# Mutation-fuzzes the decoder with 10,000 cases over every registered model;
+# prints clean errors, decodes, uncaught exceptions, crashes and hangs.
+FUZZ_CASES ?= 10000
+fuzz: venv
+	$(PY) -m tfcodec.fuzz --cases $(FUZZ_CASES) --save_dir fuzz-failures
+
+# Encodes and decodes all of Kodak with every shipped weight under intra-op
+# threads 1/2/4 x TF_ENABLE_ONEDNN_OPTS 0/1; prints every mismatch.
+determinism: venv
+	$(PY) -m tfcodec.determinism
 
 clean:
 	rm -rf bitstreams reconstructions

@@ -13,21 +13,26 @@ from tfcodec.util import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 
-TINY = dict(N=8, M=8)
+from tfcodec.testing import TINY  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")
-def tiny_models():
-  """One frozen, randomly initialised tiny model per registered name."""
-  import tensorflow as tf
-  from tfcodec.models import MODELS, create_model
-  tf.random.set_seed(0)
-  models = {}
-  for name in sorted(MODELS):
-    model = create_model(name, **TINY)
-    model.freeze()
-    models[name] = model
-  return models
+def tiny_models(tiny_snapshots):
+  """One frozen, randomly initialised tiny model per registered name.
+
+  Built once from a fixed seed (tfcodec.testing) and cached with its
+  range-coding tables, which take ~30 s per factorized prior to build;
+  subprocesses (fuzz worker, determinism matrix) restore the same snapshots.
+  """
+  from tfcodec import testing
+  return testing.load_tiny_models(tiny_snapshots)
+
+
+@pytest.fixture(scope="session")
+def tiny_snapshots():
+  """The folder caching the tiny models' weights and tables."""
+  from tfcodec.fuzz import DEFAULT_SNAPSHOTS
+  return DEFAULT_SNAPSHOTS
 
 
 def random_image(height, width, seed=0):

@@ -52,9 +52,35 @@ class FactorizedPrior(tf.Module):
   def quantize(self, latent):
     return self._model(compression=False).quantize(tf.cast(latent, tf.float32))
 
-  def freeze(self):
-    """Builds the range-coding tables from the current weights."""
-    self._coder = self._model(compression=True)
+  def freeze(self, tables=None):
+    """Builds the range-coding tables from the current weights.
+
+    `tables` (from `coding_tables()`) restores tables computed earlier
+    instead: building them runs a float optimisation (tfc's tail estimate)
+    that is slow in eager mode and is not guaranteed to give bit-identical
+    tables on every machine, while restored tables are exact.
+    """
+    if tables is None:
+      self._coder = self._model(compression=True)
+      return
+    self._coder = tfc.ContinuousBatchedEntropyModel(
+        prior_shape=(self.channels,), coding_rank=3, compression=True,
+        tail_mass=TAIL_MASS,
+        range_coder_precision=RANGE_CODER_PRECISION,
+        bottleneck_dtype=tf.float32,
+        cdf=tf.constant(tables["cdf"], tf.int32),
+        cdf_offset=tf.constant(tables["cdf_offset"], tf.int32),
+        quantization_offset=tf.constant(tables["quantization_offset"],
+                                        tf.float32))
+
+  def coding_tables(self):
+    """{name: numpy array} of the frozen range-coding tables."""
+    offset = self.coder.quantization_offset
+    if offset is None:  # tfc drops an all-zero offset; store it explicitly.
+      offset = tf.zeros([self.channels], tf.float32)
+    return dict(cdf=self.coder.cdf.numpy(),
+                cdf_offset=self.coder.cdf_offset.numpy(),
+                quantization_offset=tf.convert_to_tensor(offset).numpy())
 
   @property
   def coder(self):
@@ -103,9 +129,14 @@ class GaussianConditional(tf.Module):
       return self._estimator.quantize(latent)
     return self._estimator.quantize(latent, loc=tf.cast(means, tf.float32))
 
-  def freeze(self):
-    # The tables depend only on the scale table, never on trained weights.
+  def freeze(self, tables=None):
+    # The tables depend only on the scale table, never on trained weights,
+    # and are computed in closed form (fast), so `tables` is not needed.
+    del tables
     self._coder = self._model(compression=True)
+
+  def coding_tables(self):
+    return {}
 
   @property
   def coder(self):

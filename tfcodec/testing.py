@@ -1,0 +1,91 @@
+"""Tiny, randomly initialised models for tests and reliability harnesses.
+
+Every registered model is built with TINY widths from a fixed seed, so the
+fuzzer, the determinism matrix and the test suite run on the same models no
+matter which weights ship. Freezing a model builds its range-coding tables
+with a slow eager optimisation (about 30 s per factorized prior on 2 cores),
+so `load_tiny_models` caches weights and tables in a folder and worker
+subprocesses restore them in about a second each.
+"""
+
+import hashlib
+import os
+import tempfile
+
+import numpy as np
+
+TINY = dict(N=8, M=8)
+SEED = 0
+
+
+def build_tiny_models(names=None):
+  """{name: frozen tiny model} for every registered model (or `names`)."""
+  import tensorflow as tf
+  from tfcodec.models import MODELS, create_model
+  tf.random.set_seed(SEED)
+  models = {}
+  for name in sorted(names or MODELS):
+    model = create_model(name, **TINY)
+    model.freeze()
+    models[name] = model
+  return models
+
+
+def _fingerprint(model):
+  """Changes whenever the architecture, TINY or SEED changes, so snapshots of
+  another version of a model (another branch, an edited layer) never load."""
+  text = f"{TINY}{SEED}" + ";".join(
+      f"{v.name}{v.shape}" for v in model.trainable_weights)
+  return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def save_snapshot(model, path):
+  """Writes a frozen model's weights and coding tables to one .npz file."""
+  arrays = {f"w{i:04d}": v.numpy()
+            for i, v in enumerate(model.trainable_weights)}
+  for index, tables in model.coding_tables().items():
+    for key, value in tables.items():
+      arrays[f"t{index}:{key}"] = value
+  # A unique temp name: several test runs may share the cache folder.
+  fd, tmp = tempfile.mkstemp(suffix=".npz", dir=os.path.dirname(path))
+  with os.fdopen(fd, "wb") as f:
+    np.savez(f, **arrays)
+  os.replace(tmp, path)
+
+
+def restore_snapshot(model, path):
+  """Assigns a snapshot's weights to `model` and freezes it with the saved
+  coding tables (no table is recomputed)."""
+  with np.load(path) as data:
+    weights = sorted(k for k in data.files if k.startswith("w"))
+    if len(weights) != len(model.trainable_weights):
+      raise ValueError(f"{path}: {len(weights)} arrays for "
+                       f"{len(model.trainable_weights)} variables")
+    for key, variable in zip(weights, model.trainable_weights):
+      variable.assign(data[key])
+    tables = {}
+    for key in data.files:
+      if key.startswith("t"):
+        index, table = key[1:].split(":", 1)
+        tables.setdefault(int(index), {})[table] = data[key]
+  model.freeze(tables)
+  return model
+
+
+def load_tiny_models(directory, names=None):
+  """{name: frozen tiny model}, restored from snapshots in `directory`;
+  missing snapshots are built first (slow, once per architecture)."""
+  from tfcodec.models import MODELS, create_model
+  names = sorted(names or MODELS)
+  models = {name: create_model(name, **TINY) for name in names}
+  paths = {name: os.path.join(directory, f"tiny-{name}-{_fingerprint(m)}.npz")
+           for name, m in models.items()}
+  missing = [name for name in names if not os.path.exists(paths[name])]
+  if missing:
+    os.makedirs(directory, exist_ok=True)
+    # Built in one seeded sequence over the whole registry, so a model's
+    # weights do not depend on which snapshots happened to be missing.
+    for name, model in build_tiny_models(sorted(MODELS)).items():
+      if name in missing:
+        save_snapshot(model, paths[name])
+  return {name: restore_snapshot(models[name], paths[name]) for name in names}
