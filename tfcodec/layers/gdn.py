@@ -13,7 +13,7 @@ Two forms are offered:
 Both have C + C^2 parameters, so parameter counts do not depend on the form.
 """
 
-import tensorflow_compression as tfc
+from tfcodec.layers import exact
 
 _FORMS = {
     "simplified": dict(alpha_parameter=1, epsilon_parameter=1),
@@ -24,7 +24,7 @@ _FORMS = {
 def gdn(name=None, form="simplified", inverse=False):
   if form not in _FORMS:
     raise ValueError(f"Unknown GDN form {form!r}; expected one of {sorted(_FORMS)}.")
-  return tfc.GDN(inverse=inverse, name=name, dtype="float32", **_FORMS[form])
+  return exact.GDN(inverse=inverse, name=name, dtype="float32", **_FORMS[form])
 
 
 def igdn(name=None, form="simplified"):

@@ -74,12 +74,25 @@ class CompressionModel(tf.keras.Model):
     with tf.init_scope():
       self(tf.zeros((1, self.stride, self.stride, 3)), training=True)
 
-  def freeze(self):
-    """Builds range-coding tables from the current weights (after training)."""
-    for module in self.entropy_modules():
-      module.freeze()
+  def freeze(self, tables=None):
+    """Builds range-coding tables from the current weights (after training).
+
+    `tables` (from `coding_tables()`) restores previously built tables.
+    """
+    from tfcodec.layers import exact
+    for index, module in enumerate(self.entropy_modules()):
+      module.freeze(None if tables is None else tables.get(index, {}) or None)
+    # Coding uses order-independent integer convolutions so that every
+    # machine computes bit-identical latents and entropy parameters
+    # (tfcodec/layers/exact.py explains why).
+    exact.prepare_model(self)
     self._frozen = True
     self._build_coding_functions()
+
+  def coding_tables(self):
+    """{entropy module index: {name: array}} of the frozen tables."""
+    return {index: module.coding_tables()
+            for index, module in enumerate(self.entropy_modules())}
 
   def rd_loss(self, x, outputs):
     """Rate (bits per pixel) + lambda * distortion, plus monitored terms."""

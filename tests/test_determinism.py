@@ -1,0 +1,46 @@
+"""Determinism matrix on tiny models and small images, in subprocesses:
+intra-op threads 1/2/4 x TF_ENABLE_ONEDNN_OPTS 0/1, own and cross decodes,
+and batched against single forward passes (make determinism: Kodak, shipped
+weights)."""
+
+import numpy as np
+from PIL import Image
+
+from conftest import random_image
+from tfcodec import determinism
+
+
+def test_matrix_has_no_mismatch(tmp_path, tiny_models, tiny_snapshots):
+  paths = []
+  for index, (height, width) in enumerate([(48, 80), (48, 80), (37, 29)]):
+    path = tmp_path / f"img{index}.png"
+    Image.fromarray(random_image(height, width, seed=index)).save(path)
+    paths.append(str(path))
+  records, mismatches = determinism.run_matrix(
+      "tiny", paths, tiny_snapshots, log=None, workdir=str(tmp_path / "work"))
+  assert mismatches == []
+  assert len(records) == 6
+  for config in records.values():
+    assert len(config) == len(tiny_models) * len(paths)
+    assert all("cross" in r for r in config.values())
+    batched = [r for r in config.values() if r["image"] == "img0.png"]
+    assert all(r["batch"] == "ok" for r in batched)
+
+
+def test_batch_check_compares_bits(tiny_models):
+  model = tiny_models["mbt2018-mean"]
+  images = [random_image(32, 32, seed=s) for s in range(3)]
+  assert determinism._batch_check(model, images) == {(32, 32): "ok"}
+
+
+def test_exact_coding_path_is_close_to_float(tiny_models):
+  """The integer arithmetic used for coding stays within float32 noise of
+  the training arithmetic (it changes how sums are done, not the model)."""
+  import tensorflow as tf
+  model = tiny_models["bmshj2018-hyperprior"]
+  x = tf.constant(random_image(64, 64)[None], tf.float32) / 255.
+  exact = model.g_a(x, training=False)
+  floating = model.g_a(x, training=True)
+  scale = float(tf.reduce_max(tf.abs(floating)))
+  assert float(tf.reduce_max(tf.abs(exact - floating))) < 1e-4 * scale + 1e-6
+  np.testing.assert_array_equal(exact.numpy(), model.g_a(x, training=False).numpy())

@@ -1,0 +1,178 @@
+"""Order-independent ("exact") convolutions, so coding is bit-identical.
+
+Why: a float32 convolution sums its products in an order that depends on the
+kernel library (oneDNN or Eigen), the number of threads and the batch size,
+so two machines computing the same layer get results that differ in the last
+bits. For a learned codec that is fatal: the decoder recomputes the entropy
+parameters (scale indexes, means) from z_hat, and a scale index that lands on
+the other side of an integer boundary than on the encoder makes the range
+decoder desynchronise and the rest of the image garbage. Measured on this
+project's machines: with float32 convolutions, changing the intra-op thread
+count or TF_ENABLE_ONEDNN_OPTS changed the encoded bytes and the decoded
+pixels of Kodak images.
+
+How: when a model is frozen for coding, every convolution (and GDN's
+channel-mixing 1x1 convolution) switches to integer arithmetic carried in
+float64. Per output channel, weights are scaled by a power of two and
+rounded to integers of at most `52 - ACTIVATION_BITS - ceil(log2(fan_in))`
+bits; per image, activations are scaled by a power of two (from their
+maximum, an order-independent reduction) and rounded to integers below
+2^ACTIVATION_BITS. Every partial sum is then an integer below 2^52, which
+float64 represents exactly, so the sum is the same in any order, on any
+kernel, with any threads. Rescaling by powers of two is exact too; bias,
+activation and GDN's division are element-wise IEEE operations, which give
+the same result wherever they run. Training keeps the float32 path; only
+`freeze()`d (coding) models use this one.
+
+Cost: 20 bits of relative precision for activations and about 19 for
+weights (below what 8-bit output resolves), and float64 convolutions (Eigen,
+no oneDNN) are slower than float32 ones.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+ACTIVATION_BITS = 20
+# float64 represents every integer up to 2^53; partial sums stay below 2^52.
+_SUM_BITS = 52
+
+
+def _pow2(exponent):
+  """2.0 ** exponent as float64, built from the bits (exact, no exp/log)."""
+  exponent = tf.cast(exponent, tf.int64)
+  return tf.bitcast(tf.bitwise.left_shift(exponent + 1023, 52), tf.float64)
+
+
+def _floor_log2(positive):
+  """floor(log2(x)) for positive normal float64 x, read from the exponent."""
+  bits = tf.bitcast(positive, tf.int64)
+  return tf.bitwise.right_shift(bits, 52) - 1023
+
+
+def quantize_activations(x):
+  """float NHWC -> (integer-valued float64, shift [B,1,1,1]) with
+  |integers| < 2^ACTIVATION_BITS; x ~= integers * 2^-shift per image."""
+  x = tf.cast(x, tf.float64)
+  # Garbage from a damaged file can overflow; keep it finite and bounded.
+  x = tf.where(tf.math.is_finite(x), x, tf.zeros_like(x))
+  peak = tf.reduce_max(tf.abs(x), axis=[1, 2, 3], keepdims=True)
+  peak = tf.maximum(peak, 2. ** -100)
+  shift = (ACTIVATION_BITS - 1) - _floor_log2(peak)
+  return tf.round(x * _pow2(shift)), shift
+
+
+def quantize_kernel(kernel, out_axis):
+  """numpy kernel -> (integer-valued float64 kernel, shift per out channel)."""
+  kernel = np.asarray(kernel, np.float64)
+  fan_in = kernel.size // kernel.shape[out_axis]
+  weight_bits = _SUM_BITS - ACTIVATION_BITS - math.ceil(math.log2(fan_in))
+  axes = tuple(i for i in range(kernel.ndim) if i != out_axis)
+  peak = np.maximum(np.abs(kernel).max(axis=axes), 2. ** -100)
+  # max|w| * 2^shift < 2^weight_bits, so |round(w * 2^shift)| <= 2^weight_bits
+  # and fan_in * 2^weight_bits * 2^ACTIVATION_BITS <= 2^52.
+  shift = (weight_bits - 1) - np.floor(np.log2(peak)).astype(np.int64)
+  shape = [1] * kernel.ndim
+  shape[out_axis] = -1
+  integers = np.round(kernel * np.exp2(shift).reshape(shape))
+  return integers, shift
+
+
+def _rescale(sums, activation_shift, kernel_shift):
+  """Integer sums -> float32 values: two exact power-of-two scalings, then
+  one rounding to float32."""
+  scaled = sums * _pow2(-activation_shift) * _pow2(-kernel_shift)
+  return tf.cast(scaled, tf.float32)
+
+
+class _ExactMixin:
+  """Shared by the convolution layers: `prepare_exact()` switches to the
+  integer path using the current weights (called by model.freeze())."""
+
+  _exact = None
+
+  def prepare_exact(self):
+    out_axis = 2 if isinstance(self, tf.keras.layers.Conv2DTranspose) else 3
+    integers, shift = quantize_kernel(self.kernel.numpy(), out_axis)
+    bias = self.bias.numpy().astype(np.float32) if self.use_bias else None
+    self._exact = (tf.constant(integers, tf.float64),
+                   tf.constant(shift, tf.int64), bias)
+
+  def _finish(self, sums, activation_shift):
+    kernel, kernel_shift, bias = self._exact
+    outputs = _rescale(sums, activation_shift, kernel_shift)
+    if bias is not None:
+      outputs = outputs + bias
+    if self.activation is not None:
+      outputs = self.activation(outputs)
+    return outputs
+
+
+class Conv2D(_ExactMixin, tf.keras.layers.Conv2D):
+  """Keras Conv2D ("same" padding) with the exact coding path."""
+
+  def call(self, inputs, training=None):
+    # Training (e.g. fine-tuning a frozen model) keeps the float32 path.
+    if self._exact is None or training:
+      return super().call(inputs)
+    integers, shift = quantize_activations(inputs)
+    sums = tf.nn.conv2d(integers, self._exact[0], self.strides, "SAME")
+    return self._finish(sums, shift)
+
+
+class Conv2DTranspose(_ExactMixin, tf.keras.layers.Conv2DTranspose):
+  """Keras Conv2DTranspose ("same" padding) with the exact coding path."""
+
+  def call(self, inputs, training=None):
+    if self._exact is None or training:
+      return super().call(inputs)
+    integers, shift = quantize_activations(inputs)
+    shape = tf.shape(inputs)
+    output_shape = tf.stack([shape[0], shape[1] * self.strides[0],
+                             shape[2] * self.strides[1], self.filters])
+    sums = tf.nn.conv2d_transpose(integers, self._exact[0], output_shape,
+                                  self.strides, "SAME")
+    return self._finish(sums, shift)
+
+
+class GDN(tfc.GDN):
+  """tfc.GDN with the channel-mixing sum (gamma) made exact for coding."""
+
+  _exact = None
+
+  def prepare_exact(self):
+    if self.rectify or callable(self.alpha_parameter) or callable(
+        self.epsilon_parameter) or self.alpha not in (1, 2) or \
+        self.epsilon not in (1, .5):
+      raise NotImplementedError("exact GDN supports the simplified and "
+                                "classic forms only")
+    gamma = self.gamma.numpy()  # [in, out]
+    integers, shift = quantize_kernel(gamma[None, None], 3)
+    self._exact = (tf.constant(integers, tf.float64),
+                   tf.constant(shift, tf.int64),
+                   self.beta.numpy().astype(np.float32))
+
+  def call(self, inputs, training=None):
+    if self._exact is None or training:
+      return super().call(inputs)
+    inputs = tf.cast(inputs, tf.float32)
+    pool = tf.abs(inputs) if self.alpha == 1 else tf.math.square(inputs)
+    kernel, kernel_shift, beta = self._exact
+    integers, shift = quantize_activations(pool)
+    sums = tf.nn.conv2d(integers, kernel, 1, "VALID")
+    pool = _rescale(sums, shift, kernel_shift) + beta
+    if self.epsilon == .5:
+      pool = tf.math.sqrt(pool)
+    return inputs * pool if self.inverse else inputs / pool
+
+
+def prepare_model(model):
+  """Switches every exact-capable layer of `model` to the integer path."""
+  count = 0
+  for module in model.submodules:
+    if isinstance(module, (_ExactMixin, GDN)):
+      module.prepare_exact()
+      count += 1
+  return count
