@@ -21,11 +21,12 @@ def test_every_strategy_changes_a_seed(tiny_models):
     assert changed > 0, name
 
 
-def test_bounded_fuzz_run_has_no_crash_hang_or_traceback(tiny_snapshots):
+def test_bounded_fuzz_run_has_no_crash_hang_or_traceback(tiny_models,
+                                                         tiny_snapshots):
   log = io.StringIO()
   counts, by_strategy, seconds, starts = fuzz.run_fuzz(
       2000, seed=0, timeout=60, snapshot_dir=tiny_snapshots, max_side=256,
-      log=log)
+      log=log, models=tiny_models)
   failures = {o: counts[o] for o in fuzz.FAILURES}
   assert failures == {"uncaught": 0, "crash": 0, "hang": 0}, log.getvalue()
   assert sum(counts.values()) == 2000

@@ -211,9 +211,11 @@ def resize(rng, data, seeds, max_side=None):
   if cls is None:
     return data
   max_side = max_side or 512
+  tile = 0 if rng.random() < .5 else rng.choice((64, 128))
+  if tile:  # at most 8 x 8 tiles: each tile is a model call
+    max_side = min(max_side, 8 * tile)
   height = rng.choice((1, 2, 15, 16, 17, 63, 64, 65, rng.randint(1, max_side)))
   width = rng.choice((1, 2, 15, 16, 17, 63, 64, 65, rng.randint(1, max_side)))
-  tile = 0 if rng.random() < .5 else rng.choice((64, 128))
   stream = Bitstream(stream.model, stream.quality, stream.metric, height, width,
                      [], [], tile_size=tile)
   strings = stream_strings(data)
@@ -394,15 +396,17 @@ def seed_bitstreams(models):
 
 
 def run_fuzz(cases, seed=0, timeout=30., snapshot_dir=DEFAULT_SNAPSHOTS,
-             save_dir=None, max_side=None, log=None, progress_every=1000):
-  """Runs `cases` mutated files; returns (counts, per-strategy counts, seconds).
+             save_dir=None, max_side=None, log=None, progress_every=1000,
+             models=None):
+  """Runs `cases` mutated files; returns (counts, per-strategy counts,
+  seconds, worker starts).
 
   The seed files are made in this process from the same tiny-model snapshots
-  the worker decodes with.
+  the worker decodes with (`models`, if given, must be those models).
   """
   from tfcodec import testing
   start = time.time()
-  models = testing.load_tiny_models(snapshot_dir)
+  models = models or testing.load_tiny_models(snapshot_dir)
   seeds = seed_bitstreams(models)
   rng = random.Random(seed)
   counts = collections.Counter({o: 0 for o in OUTCOMES})

@@ -47,8 +47,11 @@ MAX_PIXELS = 1 << 27
 # refuses untiled files (2048 x 2048 decodes in well under 4 GiB).
 MAX_UNTILED_PIXELS = 2048 * 2048
 # Tile sides a version 2 file may declare; the upper end bounds per-tile memory.
-MIN_TILE_SIDE = 16
+MIN_TILE_SIDE = 64
 MAX_TILE_SIDE = 2048
+# Each tile costs a model call, so the count is bounded too (the encoder's
+# 1024-pixel tiles need at most 128 for MAX_PIXELS).
+MAX_TILES = 2048
 
 
 class FormatError(ValueError):
@@ -173,6 +176,9 @@ class Bitstream:
     stream = cls(name, quality, METRICS[metric_id], height, width, [], [],
                  tile_size=tile_size)
     rows, cols = stream.tile_grid()
+    if rows * cols > MAX_TILES:
+      raise FormatError(f"{rows * cols} tiles of {tile_size} pixels exceed "
+                        f"the maximum of {MAX_TILES} tiles")
     # Each tile record takes at least 2 bytes (two counts), so a tile count
     # the file cannot hold is refused before the loop runs.
     if rows * cols * 2 > reader.remaining():
