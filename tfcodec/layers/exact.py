@@ -73,7 +73,10 @@ def quantize_kernel(kernel, out_axis):
   peak = np.maximum(np.abs(kernel).max(axis=axes), 2. ** -100)
   # max|w| * 2^shift < 2^weight_bits, so |round(w * 2^shift)| <= 2^weight_bits
   # and fan_in * 2^weight_bits * 2^ACTIVATION_BITS <= 2^52.
-  shift = (weight_bits - 1) - np.floor(np.log2(peak)).astype(np.int64)
+  # frexp reads the binary exponent exactly (log2 could round differently
+  # in another libm): peak = m * 2^e with m in [0.5, 1), so floor(log2) = e-1.
+  floor_log2 = np.frexp(peak)[1].astype(np.int64) - 1
+  shift = (weight_bits - 1) - floor_log2
   shape = [1] * kernel.ndim
   shape[out_axis] = -1
   integers = np.round(kernel * np.exp2(shift).reshape(shape))
@@ -143,27 +146,30 @@ class GDN(tfc.GDN):
   _exact = None
 
   def prepare_exact(self):
-    if self.rectify or callable(self.alpha_parameter) or callable(
-        self.epsilon_parameter) or self.alpha not in (1, 2) or \
-        self.epsilon not in (1, .5):
+    # Read once, eagerly: alpha and epsilon are fixed numbers in both forms.
+    fixed = not (callable(self.alpha_parameter) or
+                 callable(self.epsilon_parameter))
+    alpha = float(self.alpha) if fixed else None
+    epsilon = float(self.epsilon) if fixed else None
+    if self.rectify or alpha not in (1., 2.) or epsilon not in (1., .5):
       raise NotImplementedError("exact GDN supports the simplified and "
                                 "classic forms only")
     gamma = self.gamma.numpy()  # [in, out]
     integers, shift = quantize_kernel(gamma[None, None], 3)
     self._exact = (tf.constant(integers, tf.float64),
                    tf.constant(shift, tf.int64),
-                   self.beta.numpy().astype(np.float32))
+                   self.beta.numpy().astype(np.float32), alpha, epsilon)
 
   def call(self, inputs, training=None):
     if self._exact is None or training:
       return super().call(inputs)
+    kernel, kernel_shift, beta, alpha, epsilon = self._exact
     inputs = tf.cast(inputs, tf.float32)
-    pool = tf.abs(inputs) if self.alpha == 1 else tf.math.square(inputs)
-    kernel, kernel_shift, beta = self._exact
+    pool = tf.abs(inputs) if alpha == 1. else tf.math.square(inputs)
     integers, shift = quantize_activations(pool)
     sums = tf.nn.conv2d(integers, kernel, 1, "VALID")
     pool = _rescale(sums, shift, kernel_shift) + beta
-    if self.epsilon == .5:
+    if epsilon == .5:
       pool = tf.math.sqrt(pool)
     return inputs * pool if self.inverse else inputs / pool
 
