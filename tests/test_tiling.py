@@ -57,7 +57,8 @@ def _header(version, height, width, extra=b""):
     (_header(2, 100, 100, struct.pack(">I", 1 << 30)), "tile size"),
     (_header(2, 8192, 8192, struct.pack(">I", 64)), "exceed the maximum of"),
     (_header(2, 2048, 2048, struct.pack(">I", 64)), "tiles cannot fit"),
-])
+], ids=["untiled-too-big", "too-many-pixels", "tile-too-small",
+        "tile-too-big", "too-many-tiles", "tiles-missing"])
 def test_header_limits_are_checked_before_allocation(data, message):
   with pytest.raises(FormatError, match=message):
     Bitstream.from_bytes(data)
