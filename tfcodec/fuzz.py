@@ -82,8 +82,9 @@ def field_offsets(data):
     pos += 1
     counts.append(pos)
     for _ in range(data[pos]):
+      # pos is the byte before each entry: u32 length, then the string.
       lengths.append((pos + 1, 4))
-      pos += 5 + struct.unpack(">I", data[pos + 1:pos + 5])[0]
+      pos += 4 + struct.unpack(">I", data[pos + 1:pos + 5])[0]
     pos += 1
   return fields, dims, lengths, counts
 
@@ -474,7 +475,8 @@ def main(argv=None):
     return 1 if outcome in FAILURES else 0
   counts, by_strategy, seconds, starts = run_fuzz(
       args.cases, args.seed, args.timeout, args.snapshots, args.save_dir,
-      args.max_side, log=sys.stdout)
+      args.max_side, log=sys.stdout,
+      progress_every=max(1, min(1000, args.cases // 10)))
   print(f"fuzz: {args.cases} cases in {seconds:.0f} s ({starts} worker "
         f"start(s)): {_format(counts)}")
   for strategy in sorted(by_strategy):
