@@ -215,9 +215,9 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
     ckpt.restore(manager.latest_checkpoint)
     log("resume", text=(f"resumed from {manager.latest_checkpoint} at step "
                         f"{int(step)} (optimizer iteration "
-                        f"{int(optimizer.iterations)})"),
+                        f"{int(optimizer.iterations.numpy())})"),
         checkpoint=manager.latest_checkpoint, step=int(step),
-        optimizer_iterations=int(optimizer.iterations))
+        optimizer_iterations=int(optimizer.iterations.numpy()))
   elif finetune_from:
     zoo.load_weights(model, finetune_from)
     log("finetune_from", text=f"initialised from {finetune_from}",
@@ -321,8 +321,8 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
     for sig, handler in previous.items():
       signal.signal(sig, handler)
   log("done", text=(f"done at step {int(step)} (optimizer iteration "
-                    f"{int(optimizer.iterations)})"),
-      step=int(step), optimizer_iterations=int(optimizer.iterations))
+                    f"{int(optimizer.iterations.numpy())})"),
+      step=int(step), optimizer_iterations=int(optimizer.iterations.numpy()))
   return model
 
 
