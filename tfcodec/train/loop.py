@@ -223,8 +223,11 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
     log("finetune_from", text=f"initialised from {finetune_from}",
         path=finetune_from)
 
+  # A resumed session reshuffles: with the run's own seed it would replay the
+  # first session's crops from the start.
+  data_seed = None if seed is None else seed + 7919 * int(step)
   dataset = data.distributed_train_dataset(
-      dist, train_glob, patch_size, batch_size, seed=seed,
+      dist, train_glob, patch_size, batch_size, seed=data_seed,
       parallel_calls=parallel_calls)
   val_images = data.eval_images(val_glob)[1] if val_glob and is_chief else []
   writer = (tf.summary.create_file_writer(os.path.join(work_dir, "tb"))
