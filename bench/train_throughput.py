@@ -73,7 +73,10 @@ def reference_model(N, M, lmbda=0.0067):
           up(N, 5, gdn=False, activation=tf.nn.relu),
           up(M, 3, gdn=False)])
       self.hyperprior = tfc.NoisyDeepFactorized(batch_shape=(N,))
-      self.build((None, None, None, 3))
+      # An eager pass creates the variables: SignalConv2D's tensor-valued
+      # initialisers cannot run in the graph Keras' symbolic build() uses.
+      with tf.init_scope():
+        self(tf.zeros((1, 64, 64, 3)), training=True)
 
     def call(self, x, training):
       y_model = tfc.LocationScaleIndexedEntropyModel(
