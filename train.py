@@ -1,68 +1,158 @@
 """Train a tfcodec model: `python train.py --flagfile=configs/<model>/<name>.flags`.
 
 Thin entry point: flags here, the work in tfcodec.train. Interrupt at any time
-and re-run the same command to resume from the last checkpoint.
+(even kill -9) and re-run the same command to resume from the last checkpoint.
+The seed repositories' spellings work too, e.g. Informer's
+`-e 250 --seed 777 --num-workers 4 --metric mse --lambda 0.0067 --quality 3
+-lr 1e-4` or TCM's `--N 64 --lambda 0.05 --epochs 50 --lr_epoch 45 48`.
 """
 
 import json
 import os
+import sys
 
 from absl import app, flags
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "shared", "data")
 
+# What the model is.
 flags.DEFINE_string("model", "mbt2018-mean",
-                    "Registered architecture to train, e.g. bmshj2018-hyperprior.")
+                    "The registered architecture to train, for example "
+                    "bmshj2018-hyperprior or mbt2018-mean.")
 flags.DEFINE_integer("quality", 3,
-                     "Quality 1..8: picks N, M and lambda from the quality table.")
+                     "The quality level 1..8, which picks N, M and lambda from "
+                     "the CompressAI-compatible quality table.")
 flags.DEFINE_enum("metric", "mse", ["mse", "ms-ssim"],
-                  "Distortion the loss optimises: 255^2*MSE or 1-MS-SSIM.")
+                  "The distortion the loss optimises: 'mse' gives rate + "
+                  "lambda * 255^2 * MSE, 'ms-ssim' gives rate + lambda * "
+                  "(1 - MS-SSIM) and needs crops of at least 161 pixels.")
 flags.DEFINE_float("lambda", None,
-                   "Rate-distortion trade-off; overrides the quality table's value.")
-flags.DEFINE_string("train_glob", os.path.join(DATA, "train"),
-                    "Training images: folders or globs of PNG/JPEG, comma-separated.")
-flags.DEFINE_string("val_glob", os.path.join(DATA, "kodak"),
-                    "Validation images evaluated with real rounding every "
-                    "--eval_every steps; empty to skip.")
-flags.DEFINE_string("run_dir", None,
-                    "Directory for checkpoints, the log and the export; "
-                    "defaults to runs/<model>-<metric>-q<quality>.")
-flags.DEFINE_integer("patch_size", 128, "Side of the random square training crops.")
-flags.DEFINE_integer("batch_size", 8, "Crops per training step.")
-flags.DEFINE_integer("steps", 10000, "Total training steps (including resumed ones).")
-flags.DEFINE_float("lr", 1e-4, "Adam learning rate.")
-flags.DEFINE_list("lr_milestones", [],
-                  "Steps at which the learning rate is multiplied by --lr_gamma.")
-flags.DEFINE_float("lr_gamma", 0.1, "Learning-rate factor applied at each milestone.")
-flags.DEFINE_float("clipnorm", 1.0, "Global gradient-norm clipping threshold.")
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
-                  "Keras dtype policy; mixed_bfloat16 only pays off on CPUs with "
-                  "AMX or AVX512-BF16.")
-flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.")
-flags.DEFINE_integer("eval_every", 1000, "Steps between validation runs.")
-flags.DEFINE_integer("log_every", 50, "Steps between training log lines.")
-flags.DEFINE_string("finetune_from", None,
-                    "Weights (.npz) to start from, e.g. a higher-rate model when "
-                    "training a lower rate. Ignored when resuming.")
-flags.DEFINE_string("export", None,
-                    "Where to write the float16 weights (.npz) after training; "
-                    "defaults to <run_dir>/export.npz.")
+                   "The rate-distortion trade-off; when set it overrides the "
+                   "quality table's value.")
+flags.DEFINE_integer("N", None,
+                     "The number of channels of the transforms' hidden layers; "
+                     "when set it overrides the quality table's value.")
+flags.DEFINE_integer("M", None,
+                     "The number of channels of the latent y; when set it "
+                     "overrides the quality table's value.")
 flags.DEFINE_string("gdn_form", "simplified",
-                    "GDN form: 'simplified' (tfc default, |x|, no sqrt) or 'classic'.")
-flags.DEFINE_integer("seed", None, "Seed for the data pipeline's shuffles.")
+                    "The GDN form: 'simplified' (tfc's default: |x|, no square "
+                    "root) or 'classic' (Balle 2016: square and square root).")
+
+# Data.
+flags.DEFINE_string("train_glob", os.path.join(DATA, "train"),
+                    "The training images: PNG/JPEG files given as folders or "
+                    "globs, comma-separated; a folder holding a 'train' "
+                    "subfolder (CompressAI's layout) means that subfolder.",
+                    short_name="d")
+flags.DEFINE_string("val_glob", os.path.join(DATA, "kodak"),
+                    "The validation images, evaluated whole with real rounding "
+                    "every --eval_every steps; a folder holding a 'test' "
+                    "subfolder means that subfolder, and an empty value "
+                    "disables validation.")
+flags.DEFINE_integer("patch_size", 128,
+                     "The side in pixels of the random square training crops; "
+                     "images smaller than that are edge-padded first.")
+flags.DEFINE_integer("batch_size", 8,
+                     "The number of crops per optimisation step, over all "
+                     "replicas and workers together.")
+flags.DEFINE_integer("num_workers", None,
+                     "The number of parallel threads decoding and cropping "
+                     "images; by default tf.data tunes it.")
+flags.DEFINE_integer("seed", None,
+                     "The seed of the initial weights and of the data "
+                     "pipeline's shuffles; unset means a different run each "
+                     "time.")
+
+# How long, and how fast.
+flags.DEFINE_integer("steps", 10000,
+                     "The total number of optimisation steps, counting the "
+                     "steps of resumed sessions.")
+flags.DEFINE_integer("epochs", None,
+                     "When set, the run length in epochs, replacing --steps; "
+                     "an epoch here is one random crop of every training image, "
+                     "i.e. ceil(images / batch_size) steps.", short_name="e")
+flags.DEFINE_float("lr", 1e-4, "The Adam learning rate at the start.")
+flags.DEFINE_list("lr_milestones", [],
+                  "The steps at which the learning rate is multiplied by "
+                  "--lr_gamma, comma-separated.")
+flags.DEFINE_list("lr_epoch", [],
+                  "The epochs at which the learning rate is multiplied by "
+                  "--lr_gamma (TCM's spelling; space- or comma-separated), "
+                  "combined with --lr_milestones.")
+flags.DEFINE_float("lr_gamma", 0.1,
+                   "The factor applied to the learning rate at each milestone.")
+flags.DEFINE_float("clipnorm", 1.0,
+                   "The global gradient-norm clipping threshold.")
+flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
+                  "The Keras dtype policy: 'auto' picks mixed_bfloat16 when "
+                  "the CPU reports amx_bf16 or avx512_bf16 and float32 "
+                  "otherwise; entropy models and other sensitive layers stay "
+                  "float32 under either policy.")
+flags.DEFINE_enum("strategy", "none", ["none", "mirrored", "multi_worker"],
+                  "The tf.distribute strategy: 'none' for one device, "
+                  "'mirrored' for all GPUs of this machine, 'multi_worker' for "
+                  "several machines described by the TF_CONFIG environment "
+                  "variable.")
+
+# Where things go, and how often.
+flags.DEFINE_string("run_dir", None,
+                    "The directory for checkpoints, the log, TensorBoard files "
+                    "and the export; it defaults to "
+                    "runs/<model>-<metric>-q<quality>.")
+flags.DEFINE_integer("checkpoint_every", 500,
+                     "The number of steps between checkpoints; one is also "
+                     "written when the run ends or is stopped by a signal.")
+flags.DEFINE_integer("eval_every", 1000,
+                     "The number of steps between validation runs.")
+flags.DEFINE_integer("log_every", 50,
+                     "The number of steps between progress lines and "
+                     "TensorBoard training scalars.")
+flags.DEFINE_string("finetune_from", None,
+                    "A weights file (.npz) to start from, for example a "
+                    "higher-rate model when training a lower rate; it is "
+                    "ignored when the run resumes from its own checkpoint.")
+flags.DEFINE_string("export", None,
+                    "Where to write the trained float16 weights (.npz) with "
+                    "their recipe; it defaults to <run_dir>/export.npz.")
 flags.DEFINE_bool("export_only", False,
-                  "Do not train: export the newest checkpoint of --run_dir to "
-                  "--export and exit.")
+                  "When set, do not train: export the newest checkpoint of "
+                  "--run_dir to --export and exit.")
+flags.DEFINE_bool("cuda", False,
+                  "Accepted so seed command lines run unchanged; TensorFlow "
+                  "uses a GPU whenever one is visible, so it changes nothing.")
+flags.DEFINE_bool("save", True,
+                  "Accepted so TCM command lines run unchanged; checkpoints "
+                  "are always saved.")
+
+# The seed repositories' spellings.
+flags.DEFINE_alias("num-workers", "num_workers")
+flags.DEFINE_alias("dataset", "train_glob")
+flags.DEFINE_alias("test-dataset", "val_glob")
+flags.DEFINE_alias("checkpoint", "finetune_from")
+flags.DEFINE_alias("save_path", "run_dir")
+flags.DEFINE_alias("exp", "run_dir")
 FLAGS = flags.FLAGS
 
 
+def parse_flags(argv):
+  from tfcodec.train.seed_flags import join_multi_word_values
+  return FLAGS(join_multi_word_values(argv))
+
+
 def main(argv):
-  del argv
-  from tfcodec.train import loop
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from tfcodec.train import distribute, loop
+  from tfcodec.train.seed_flags import dataset_split
   run_dir = FLAGS.run_dir or os.path.join(
       "runs", f"{FLAGS.model}-{FLAGS.metric}-q{FLAGS.quality}")
   model_kwargs = dict(gdn_form=FLAGS.gdn_form)
+  if FLAGS.N is not None:
+    model_kwargs["N"] = FLAGS.N
+  if FLAGS.M is not None:
+    model_kwargs["M"] = FLAGS.M
   if FLAGS.export_only:
     model, step = loop.restore(FLAGS.model, FLAGS.quality, run_dir,
                                metric=FLAGS.metric, lmbda=FLAGS["lambda"].value,
@@ -70,22 +160,32 @@ def main(argv):
   else:
     step = None
     model = loop.train(
-      FLAGS.model, FLAGS.quality, metric=FLAGS.metric, lmbda=FLAGS["lambda"].value,
-      train_glob=FLAGS.train_glob, val_glob=FLAGS.val_glob, run_dir=run_dir,
-      patch_size=FLAGS.patch_size, batch_size=FLAGS.batch_size, steps=FLAGS.steps,
-      lr=FLAGS.lr, lr_milestones=FLAGS.lr_milestones, lr_gamma=FLAGS.lr_gamma,
-      clipnorm=FLAGS.clipnorm, precision=FLAGS.precision,
-      checkpoint_every=FLAGS.checkpoint_every, eval_every=FLAGS.eval_every,
-      log_every=FLAGS.log_every, finetune_from=FLAGS.finetune_from,
-      seed=FLAGS.seed, model_kwargs=model_kwargs)
+        FLAGS.model, FLAGS.quality, metric=FLAGS.metric,
+        lmbda=FLAGS["lambda"].value,
+        train_glob=dataset_split(FLAGS.train_glob, "train"),
+        val_glob=dataset_split(FLAGS.val_glob, "test"), run_dir=run_dir,
+        patch_size=FLAGS.patch_size, batch_size=FLAGS.batch_size,
+        steps=FLAGS.steps, epochs=FLAGS.epochs, lr=FLAGS.lr,
+        lr_milestones=FLAGS.lr_milestones, lr_epochs=FLAGS.lr_epoch,
+        lr_gamma=FLAGS.lr_gamma, clipnorm=FLAGS.clipnorm,
+        precision=FLAGS.precision, checkpoint_every=FLAGS.checkpoint_every,
+        eval_every=FLAGS.eval_every, log_every=FLAGS.log_every,
+        finetune_from=FLAGS.finetune_from, seed=FLAGS.seed,
+        model_kwargs=model_kwargs, strategy=FLAGS.strategy,
+        parallel_calls=FLAGS.num_workers)
+  work_dir = distribute.worker_dir(run_dir, FLAGS.strategy)
   recipe = {"flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(
       FLAGS.find_module_defining_flag("model"))},
-            "run": loop.run_summary(run_dir)}
+            "command": " ".join(sys.argv),
+            "run": loop.run_summary(work_dir)}
   if step is not None:
     recipe["run"]["steps"] = step  # the checkpoint's step, not the log's last
-  loop.export(model, FLAGS.export or os.path.join(run_dir, "export.npz"),
-              FLAGS.quality, recipe=json.loads(json.dumps(recipe, default=str)))
+  export = (FLAGS.export if FLAGS.export and work_dir == run_dir
+            else os.path.join(work_dir, "export.npz"))
+  loop.export(model, export, FLAGS.quality,
+              recipe=json.loads(json.dumps(recipe, default=str)))
+  print(f"exported {export}", flush=True)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -110,23 +110,48 @@ class CompressionModel(tf.keras.Model):
     loss = bpp + self.lmbda * distortion
     return dict(loss=loss, bpp=bpp, mse=mse, psnr=mse_to_psnr(mse))
 
-  def train_step(self, x):
+  def replica_gradients(self, x):
+    """Loss terms and gradients of one replica's batch, averaged over replicas.
+
+    Returns (terms, grads, finite). Under a tf.distribute strategy with several
+    replicas the gradients are all-reduced here, so every replica holds the
+    same gradients and takes the same apply-or-skip decision (`finite`); that
+    decision must be identical everywhere or the collectives would deadlock.
+    """
+    replica = tf.distribute.get_replica_context()
+    replicas = replica.num_replicas_in_sync if replica is not None else 1
     with tf.GradientTape() as tape:
       outputs = self(x, training=True)
       terms = self.rd_loss(x, outputs)
-      loss = terms["loss"]
+      # Each replica's share of the mean over the global batch.
+      loss = terms["loss"] / replicas
     # bfloat16 has float32's exponent range, so no loss scaling is needed.
     grads = tape.gradient(loss, self.trainable_variables)
-    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g))
-                            for g in grads if g is not None])
-    finite = tf.logical_and(finite, tf.math.is_finite(loss))
+    grads = [tf.zeros_like(v) if g is None else g
+             for g, v in zip(grads, self.trainable_variables)]
+    bad = 1. - tf.cast(tf.math.is_finite(terms["loss"]), tf.float32)
+    if replicas > 1:
+      grads = replica.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+      bad = replica.all_reduce(tf.distribute.ReduceOp.SUM, bad)
+    finite = tf.logical_and(
+        tf.equal(bad, 0.),
+        tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads]))
+    return terms, grads, finite
+
+  def apply_replica_gradients(self, grads):
+    """Applies gradients from `replica_gradients` (already aggregated)."""
+    self.optimizer.apply_gradients(zip(grads, self.trainable_variables),
+                                   skip_gradients_aggregation=True)
+
+  def train_step(self, x):
+    """One optimisation step on a single replica; reports `skipped`."""
+    terms, grads, finite = self.replica_gradients(x)
     # A non-finite loss or gradient skips the update instead of poisoning the
     # weights; the skip is reported as a metric so it never goes unnoticed.
     def apply():
-      self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+      self.apply_replica_gradients(grads)
       return tf.constant(0.)
-    skipped = tf.cond(finite, apply, lambda: tf.constant(1.))
-    terms["skipped"] = skipped
+    terms["skipped"] = tf.cond(finite, apply, lambda: tf.constant(1.))
     return terms
 
   def test_step(self, x):

@@ -1,12 +1,19 @@
-"""The training loop: resumable checkpoints, periodic Kodak evaluation, export.
+"""The training loop: resumable checkpoints, progress, TensorBoard, export.
 
 A run lives in one directory (`--run_dir`):
-  ckpt/         tf.train checkpoints (model, optimizer, step), written every
-                `checkpoint_every` steps and at exit; the newest is resumed.
-  log.jsonl     one JSON line per log/eval event (step, loss, bpp, PSNR, time).
-  export.npz    float16 weights with metadata, ready for tfcodec.zoo.
-Re-running the same command after an interruption continues from the last
-checkpoint with the optimizer state intact.
+  ckpt/         tf.train checkpoints (model, optimizer, step, lr_backoff),
+                written every `checkpoint_every` steps and at exit; the newest
+                is resumed. TF writes a checkpoint's files under temporary
+                names and only then atomically rewrites the `checkpoint` index,
+                so a kill at any moment leaves the previous one usable.
+  log.jsonl     one JSON line per event (start, resume, train, eval, done),
+                each with the session's wall and CPU seconds so far.
+  tb/           TensorBoard: training and validation scalars, and a few
+                validation reconstructions at every evaluation.
+  export.npz    float16 weights with metadata and recipe, for tfcodec.zoo.
+Re-running the same command after an interruption (even kill -9) continues
+from the last checkpoint with the optimizer state intact; the data order is
+reshuffled, which random crops make harmless.
 """
 
 import json
@@ -19,7 +26,9 @@ import tensorflow as tf
 
 from tfcodec import zoo
 from tfcodec.models import create_model
-from tfcodec.train import data
+from tfcodec.models.base import pad_to_multiple
+from tfcodec.train import data, distribute
+from tfcodec.train.precision import resolve_precision
 
 
 def learning_rate(step, lr, milestones, gamma, backoff):
@@ -35,12 +44,36 @@ def diverged(window_loss, history, factor=3.):
   return len(history) >= 3 and window_loss > factor * min(history[-5:])
 
 
-def evaluate(model, images):
-  """Mean estimated bpp and PSNR on whole images, with real rounding."""
-  bpps, psnrs = [], []
+def format_duration(seconds):
+  """'1h02m', '4m05s' or '12s': short enough for a progress line."""
+  seconds = int(max(0, seconds))
+  hours, rest = divmod(seconds, 3600)
+  minutes, secs = divmod(rest, 60)
+  if hours:
+    return f"{hours}h{minutes:02d}m"
+  if minutes:
+    return f"{minutes}m{secs:02d}s"
+  return f"{secs}s"
+
+
+def progress_line(step, total, steps_per_second, terms, lr):
+  """One human-readable line per log window."""
+  eta = (total - step) / steps_per_second if steps_per_second > 0 else 0
+  return (f"step {step}/{total} ({100. * step / max(total, 1):.1f}%) | "
+          f"{steps_per_second:.2f} steps/s | ETA {format_duration(eta)} | "
+          f"loss {terms['loss']:.4f} | bpp {terms['bpp']:.4f} | "
+          f"PSNR {terms['psnr']:.2f} dB | lr {lr:.2e}"
+          + (f" | skipped {terms['skipped']:.0%}" if terms.get("skipped") else ""))
+
+
+def evaluate(model, images, keep=0):
+  """Mean estimated bpp and PSNR on whole images, with real rounding.
+
+  Returns (bpp, psnr, reconstructions of the first `keep` images as uint8).
+  """
+  bpps, psnrs, kept = [], [], []
   for image in images:
     x = tf.convert_to_tensor(image[None], tf.float32) / 255.
-    from tfcodec.models.base import pad_to_multiple
     x_pad = pad_to_multiple(x, model.stride)
     out = model(x_pad, training=False)
     bits = sum(float(tf.reduce_sum(b)) for b in out["bits"].values())
@@ -50,54 +83,172 @@ def evaluate(model, images):
     mse = float(tf.reduce_mean(tf.math.squared_difference(
         x_hat, tf.cast(image, tf.float32))))
     bpps.append(bits / (h * w))
-    psnrs.append(10 * np.log10(255. ** 2 / mse))
-  return float(np.mean(bpps)), float(np.mean(psnrs))
+    psnrs.append(10 * np.log10(255. ** 2 / max(mse, 1e-10)))
+    if len(kept) < keep:
+      kept.append(x_hat.numpy().astype(np.uint8))
+  return float(np.mean(bpps)), float(np.mean(psnrs)), kept
+
+
+class RunLog:
+  """Appends JSON events to log.jsonl and prints progress to stdout.
+
+  Every record carries the session id and the session's wall and CPU seconds
+  (`time.process_time()` counts every thread of this process), so the run's
+  cost is the sum over sessions, including work a kill later threw away.
+  """
+
+  def __init__(self, path, echo=True):
+    self.path = path
+    self.echo = echo
+    self.session = time.time()
+    self._cpu_start = time.process_time()
+    # A kill -9 during a write can leave a torn last line: start on a fresh
+    # line so the next record stays parseable (readers skip the torn one).
+    if os.path.exists(path) and os.path.getsize(path):
+      with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        torn = f.read(1) != b"\n"
+      if torn:
+        with open(path, "a") as f:
+          f.write("\n")
+
+  def __call__(self, event, text=None, **fields):
+    now = time.time()
+    record = dict(event=event, **fields, time=now, session=self.session,
+                  session_wall=now - self.session,
+                  session_cpu=time.process_time() - self._cpu_start)
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    if self.echo and text:
+      print(text, flush=True)
+    return record
+
+
+def read_log(run_dir):
+  """The parseable records of a run's log.jsonl (torn lines are skipped)."""
+  path = os.path.join(run_dir, "log.jsonl")
+  records = []
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        try:
+          records.append(json.loads(line))
+        except ValueError:
+          continue
+  return records
+
+
+def _write_scalars(writer, step, prefix, values):
+  with writer.as_default(step=step):
+    for name, value in values.items():
+      tf.summary.scalar(f"{prefix}/{name}", value)
 
 
 def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
           val_glob=None, run_dir="runs/default", patch_size=128, batch_size=8,
-          steps=10000, lr=1e-4, lr_milestones=(), lr_gamma=0.1, clipnorm=1.0,
-          precision="float32", checkpoint_every=500, eval_every=1000,
-          log_every=50, finetune_from=None, seed=None, model_kwargs=None):
-  """Trains (or resumes) a run and exports its weights; returns the model."""
-  if precision != "float32":
-    tf.keras.mixed_precision.set_global_policy(precision)
+          steps=10000, epochs=None, lr=1e-4, lr_milestones=(), lr_epochs=(),
+          lr_gamma=0.1, clipnorm=1.0, precision="float32", checkpoint_every=500,
+          eval_every=1000, log_every=50, finetune_from=None, seed=None,
+          model_kwargs=None, strategy="none", parallel_calls=None,
+          summary_images=3, echo=True):
+  """Trains (or resumes) a run and returns the model.
+
+  `epochs`, when given, replaces `steps`: an epoch is one random crop of every
+  training image, i.e. ceil(images / batch_size) steps; `lr_epochs` are
+  milestones counted in epochs and join `lr_milestones` (counted in steps).
+  `batch_size` is global: under a strategy each replica gets its share.
+  """
+  # Multi-worker collectives must be configured before any other TF work.
+  dist = distribute.create_strategy(strategy)
+  precision = resolve_precision(precision)
+  tf.keras.mixed_precision.set_global_policy(precision)
+  if metric == "ms-ssim" and patch_size < 161:
+    raise ValueError("MS-SSIM's five scales with an 11-tap window need crops of "
+                     f"at least 161 pixels; --patch_size is {patch_size}")
+  work_dir = distribute.worker_dir(run_dir, strategy)
+  os.makedirs(work_dir, exist_ok=True)
+  is_chief = work_dir == run_dir
+  log = RunLog(os.path.join(work_dir, "log.jsonl"), echo=echo)
+
+  num_images = len(data.list_images(train_glob))
+  epoch_steps = data.steps_per_epoch(num_images, batch_size)
+  if epochs is not None:
+    steps = int(epochs) * epoch_steps
+  milestones = sorted([int(m) for m in lr_milestones] +
+                      [int(e) * epoch_steps for e in lr_epochs])
+
+  if seed is not None:
+    # Same seed, same initial weights: lets runs differing in one setting
+    # (e.g. precision) be compared step for step.
+    tf.keras.utils.set_random_seed(seed)
   overrides = dict(model_kwargs or {})
   if lmbda is not None:
     overrides["lmbda"] = lmbda
-  model = create_model(model_name, quality, metric=metric, **overrides)
-  optimizer = tf.keras.optimizers.Adam(lr, global_clipnorm=clipnorm)
-  model.compile(optimizer=optimizer)
-  # Optimizer slots are created eagerly: inside the traced train step Keras
-  # cannot colocate them with tfc's parameter variables.
-  optimizer.build(model.trainable_variables)
+  with dist.scope():
+    model = create_model(model_name, quality, metric=metric, **overrides)
+    optimizer = tf.keras.optimizers.Adam(lr, global_clipnorm=clipnorm)
+    model.compile(optimizer=optimizer)
+    # Optimizer slots are created eagerly: inside the traced train step Keras
+    # cannot colocate them with tfc's parameter variables.
+    optimizer.build(model.trainable_variables)
+  if patch_size % model.stride:
+    raise ValueError(f"--patch_size {patch_size} must be a multiple of "
+                     f"{model_name}'s stride {model.stride}")
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
   # Halved each time training diverges and is rolled back; checkpointed.
   backoff = tf.Variable(1., dtype=tf.float64, trainable=False, name="lr_backoff")
-  os.makedirs(run_dir, exist_ok=True)
   ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
                              lr_backoff=backoff)
-  manager = tf.train.CheckpointManager(ckpt, os.path.join(run_dir, "ckpt"),
+  manager = tf.train.CheckpointManager(ckpt, os.path.join(work_dir, "ckpt"),
                                        max_to_keep=3)
-  log_path = os.path.join(run_dir, "log.jsonl")
 
-  def log(**record):
-    record["time"] = time.time()
-    line = json.dumps(record)
-    print(line, flush=True)
-    with open(log_path, "a") as f:
-      f.write(line + "\n")
-
+  log("start", text=(
+      f"{model_name} q{quality} {metric}, lambda {model.lmbda:g}, N={model.N} "
+      f"M={model.M}; {precision}; strategy {strategy} "
+      f"({dist.num_replicas_in_sync} replica(s)); {num_images} training images, "
+      f"{epoch_steps} steps/epoch; {steps} steps; run dir {work_dir}"),
+      model=model_name, quality=quality, metric=metric, lmbda=model.lmbda,
+      precision=precision, strategy=strategy, num_images=num_images,
+      steps_per_epoch=epoch_steps, total_steps=steps, batch_size=batch_size,
+      patch_size=patch_size, replicas=dist.num_replicas_in_sync)
   if manager.latest_checkpoint:
     ckpt.restore(manager.latest_checkpoint)
-    log(event="resume", checkpoint=manager.latest_checkpoint, step=int(step))
+    log("resume", text=(f"resumed from {manager.latest_checkpoint} at step "
+                        f"{int(step)} (optimizer iteration "
+                        f"{int(optimizer.iterations.numpy())})"),
+        checkpoint=manager.latest_checkpoint, step=int(step),
+        optimizer_iterations=int(optimizer.iterations.numpy()))
   elif finetune_from:
     zoo.load_weights(model, finetune_from)
-    log(event="finetune_from", path=finetune_from)
+    log("finetune_from", text=f"initialised from {finetune_from}",
+        path=finetune_from)
 
-  dataset = data.train_dataset(train_glob, patch_size, batch_size, seed=seed)
-  val_images = data.eval_images(val_glob)[1] if val_glob else []
-  train_step = tf.function(model.train_step)
+  # A resumed session reshuffles: with the run's own seed it would replay the
+  # first session's crops from the start.
+  data_seed = None if seed is None else seed + 7919 * int(step)
+  dataset = data.distributed_train_dataset(
+      dist, train_glob, patch_size, batch_size, seed=data_seed,
+      parallel_calls=parallel_calls)
+  val_images = data.eval_images(val_glob)[1] if val_glob and is_chief else []
+  writer = (tf.summary.create_file_writer(os.path.join(work_dir, "tb"))
+            if is_chief else tf.summary.create_noop_writer())
+
+  @tf.function
+  def train_step(batch):
+    terms, grads, finite = dist.run(model.replica_gradients, args=(batch,))
+    # Identical on every replica (see replica_gradients), so any copy decides.
+    finite = dist.experimental_local_results(finite)[0]
+    # The skip decision is taken here, in cross-replica context: applying
+    # inside a per-replica tf.cond would hide the optimizer's merge_call in a
+    # branch graph, which MirroredStrategy rejects.
+    def apply():
+      dist.run(model.apply_replica_gradients, args=(grads,))
+      return tf.constant(0.)
+    skipped = tf.cond(finite, apply, lambda: tf.constant(1.))
+    terms = {k: dist.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+             for k, v in terms.items()}
+    terms["skipped"] = skipped
+    return terms
 
   def save():
     manager.save(checkpoint_number=int(step))
@@ -109,29 +260,36 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
   def request_stop(signum, frame):
     del frame
     stop["requested"] = True
-    log(event="signal", signal=int(signum), step=int(step))
+    log("signal", text=f"signal {signum}: stopping after this step",
+        signal=int(signum), step=int(step))
 
   previous = {sig: signal.signal(sig, request_stop)
               for sig in (signal.SIGTERM, signal.SIGINT)}
-  started, last = time.time(), time.time()
+  last = time.time()
   sums, history, healthy = {}, [], True
+  window_steps = 0
   try:
-    for x in dataset:
+    for batch in dataset:
       if int(step) >= steps or stop["requested"]:
         break
       optimizer.learning_rate.assign(learning_rate(
-          int(step), lr, lr_milestones, lr_gamma, float(backoff.numpy())))
-      terms = train_step(x)
+          int(step), lr, milestones, lr_gamma, float(backoff.numpy())))
+      terms = train_step(batch)
       step.assign_add(1)
+      window_steps += 1
       for k, v in terms.items():
         sums[k] = sums.get(k, 0.) + float(v)
       s = int(step)
-      if s % log_every == 0:
+      if s % log_every == 0 or s == steps:
         now = time.time()
-        window = {k: v / log_every for k, v in sums.items()}
-        log(event="train", step=s, s_per_step=(now - last) / log_every,
-            lr=float(optimizer.learning_rate.numpy()), **window)
-        sums, last = {}, now
+        window = {k: v / window_steps for k, v in sums.items()}
+        rate = window_steps / max(now - last, 1e-9)
+        current_lr = float(optimizer.learning_rate.numpy())
+        log("train", text=progress_line(s, steps, rate, window, current_lr),
+            step=s, s_per_step=1. / rate, lr=current_lr, **window)
+        _write_scalars(writer, s, "train",
+                       dict(window, lr=current_lr, steps_per_second=rate))
+        sums, last, window_steps = {}, now, 0
         healthy = not diverged(window["loss"], history)
         if healthy:
           history.append(window["loss"])
@@ -140,21 +298,34 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
           ckpt.restore(manager.latest_checkpoint)
           backoff.assign(backoff * 0.5)
           history = history[:-1]
-          log(event="diverged", step=s, loss=window["loss"],
-              restored=manager.latest_checkpoint, lr_backoff=float(backoff.numpy()))
+          log("diverged", text=(f"loss {window['loss']:.4g} diverged at step "
+                                f"{s}: rolled back to step {int(step)}, "
+                                f"lr back-off {float(backoff.numpy()):g}"),
+              step=s, loss=window["loss"], restored=manager.latest_checkpoint,
+              lr_backoff=float(backoff.numpy()))
           continue
       if s % checkpoint_every == 0 and healthy:
         save()
       if val_images and s % eval_every == 0:
-        bpp, psnr = evaluate(model, val_images)
-        log(event="eval", step=s, bpp=bpp, psnr=psnr)
+        bpp, psnr, reconstructions = evaluate(model, val_images,
+                                              keep=summary_images)
+        log("eval", text=f"eval at step {s}: {bpp:.4f} bpp, {psnr:.2f} dB",
+            step=s, bpp=bpp, psnr=psnr)
+        _write_scalars(writer, s, "val", dict(bpp=bpp, psnr=psnr))
+        with writer.as_default(step=s):
+          for i, image in enumerate(reconstructions):
+            tf.summary.image(f"val/reconstruction_{i}", image[None])
+        writer.flush()
         last = time.time()
   finally:
     if healthy:
       save()
+    writer.flush()
     for sig, handler in previous.items():
       signal.signal(sig, handler)
-  log(event="done", step=int(step), seconds=time.time() - started)
+  log("done", text=(f"done at step {int(step)} (optimizer iteration "
+                    f"{int(optimizer.iterations.numpy())})"),
+      step=int(step), optimizer_iterations=int(optimizer.iterations.numpy()))
   return model
 
 
@@ -175,25 +346,41 @@ def restore(model_name, quality, run_dir, metric="mse", lmbda=None,
 
 
 def run_summary(run_dir):
-  """Steps and training time of a run, summed over every resumed session."""
-  wall, last_step, evals = 0., 0, []
-  path = os.path.join(run_dir, "log.jsonl")
-  if os.path.exists(path):
-    with open(path) as f:
-      records = [json.loads(line) for line in f if line.strip()]
-    previous_step = 0
-    for r in records:
-      if r["event"] == "resume":
-        previous_step = r["step"]
-      elif r["event"] == "train":
-        wall += r["s_per_step"] * (r["step"] - previous_step)
-        previous_step = last_step = r["step"]
-      elif r["event"] == "eval":
-        evals.append({k: r[k] for k in ("step", "bpp", "psnr")})
-  return dict(steps=last_step, train_wall_hours=round(wall / 3600, 3),
-              # Both cores are busy during a step, so core-hours = 2 x wall.
-              train_core_hours=round(2 * wall / 3600, 3), evals=evals[-3:])
+  """Steps, wall and CPU time of a run, summed over every resumed session.
+
+  Sessions are told apart by the id each record carries; logs written before
+  sessions were recorded fall back to summing `s_per_step` over train windows.
+  """
+  records = read_log(run_dir)
+  wall_from_steps, last_step, evals = 0., 0, []
+  sessions = {}
+  previous_step = 0
+  for r in records:
+    if r["event"] == "resume":
+      previous_step = r["step"]
+    elif r["event"] == "train":
+      wall_from_steps += r["s_per_step"] * (r["step"] - previous_step)
+      previous_step = last_step = r["step"]
+    elif r["event"] == "eval":
+      evals.append({k: r[k] for k in ("step", "bpp", "psnr")})
+    if "session" in r:
+      wall, cpu = sessions.get(r["session"], (0., 0.))
+      sessions[r["session"]] = (max(wall, r["session_wall"]),
+                                max(cpu, r["session_cpu"]))
+  summary = dict(steps=last_step,
+                 train_wall_hours=round(wall_from_steps / 3600, 4),
+                 # Both cores are busy during a step: core-hours ~ 2 x wall.
+                 train_core_hours=round(2 * wall_from_steps / 3600, 4),
+                 evals=evals[-3:])
+  if sessions:
+    summary.update(
+        sessions=len(sessions),
+        wall_hours=round(sum(w for w, _ in sessions.values()) / 3600, 4),
+        cpu_hours=round(sum(c for _, c in sessions.values()) / 3600, 4))
+  return summary
 
 
 def export(model, path, quality, recipe=None):
+  """Writes the float16 weights the codec loads, with the run's recipe."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   zoo.save_weights(model, path, quality, extra=recipe)
