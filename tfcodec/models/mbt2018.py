@@ -11,6 +11,18 @@ mbt2018-mean (the mean-scale hyperprior, without the context model):
 
 g_a / g_s are Ballé 2018's; h_a / h_s use LeakyReLU (slope 0.01, as in
 CompressAI) and h_s widens M -> 3M/2 -> 2M.
+
+mbt2018 (the joint autoregressive and hierarchical model, ARCHITECTURES.md 4):
+
+  x -> g_a -> y -> h_a -> z, Q, factorized prior (z)
+  z_hat -> h_s -> psi (2M channels, not split)
+  y_hat -> masked 5x5 conv (type A, M -> 2M) -> ctx
+  concat(psi, ctx) (4M) -> 1x1: 10M/3 -> 8M/3 -> 2M = [scale indexes | means]
+  y: Gaussian conditional (mean-scale); y_hat -> g_s -> x_hat
+
+`JointContextModel` holds what every context model shares (the forward pass
+with noisy y for the context in training, and wavefront coding, see
+tfcodec.entropy.context); Cheng 2020 (cheng2020.py) subclasses it.
 """
 
 import functools
@@ -20,8 +32,8 @@ import tensorflow as tf
 from tfcodec.entropy import (
     FactorizedPrior, GaussianConditional, NUM_SCALES, scale_from_index)
 from tfcodec.entropy.context import (
-    GaussianStepCoder, LIKELIHOOD_BOUND, WavefrontSchedule, gaussian_likelihood,
-    lower_bound, run_wavefront)
+    GaussianStepCoder, LIKELIHOOD_BOUND, NETWORK_DTYPE, WavefrontSchedule,
+    gaussian_likelihood, lower_bound, run_wavefront)
 from tfcodec.entropy.mixture import MixtureStepCoder, mixture_likelihood
 from tfcodec.layers import conv, deconv
 from tfcodec.layers.masked import MaskedConv2D
@@ -116,7 +128,7 @@ class MeanScaleHyperpriorModel(CompressionModel):
 class EntropyParameters(tf.keras.Sequential):
   """1x1 convolutions: concat(psi, context) -> raw entropy parameters.
 
-  `coding_layers()` gives the same network as float64 matrices for the
+  `coding_layers()` gives the same network as matrices for the
   wavefront coder, which applies it to a few positions at a time.
   """
 
@@ -129,12 +141,12 @@ class EntropyParameters(tf.keras.Sequential):
     self.add(conv(out_channels, 1, use_bias=final_bias,
                   name=f"conv_{len(hidden)}", dtype="float32"))
 
-  def coding_layers(self):
-    """[(kernel [in, out] float64, bias [out] float64 or None, activation)]."""
+  def coding_layers(self, dtype=NETWORK_DTYPE):
+    """[(kernel [in, out], bias [out] or None, activation)] in `dtype`."""
     layers = []
     for layer in self.layers:
-      kernel = tf.cast(layer.kernel[0, 0], tf.float64)
-      bias = tf.cast(layer.bias, tf.float64) if layer.use_bias else None
+      kernel = tf.cast(layer.kernel[0, 0], dtype)
+      bias = tf.cast(layer.bias, dtype) if layer.use_bias else None
       activation = layer.activation
       if activation is tf.keras.activations.linear:
         activation = None
@@ -233,9 +245,9 @@ class JointContextModel(CompressionModel):
     """Runs the shared encoder/decoder loop; returns (y_hat, coder state)."""
     schedule = WavefrontSchedule(y_shape[0], y_shape[1])
     psi = self.h_s(z_hat)[0, :y_shape[0], :y_shape[1], :]
-    psi = tf.reshape(tf.cast(psi, tf.float64), (-1, 2 * self.M))
-    context_kernel = self.context.causal_kernel(tf.float64)
-    context_bias = tf.cast(self.context.bias, tf.float64)
+    psi = tf.reshape(tf.cast(psi, NETWORK_DTYPE), (-1, 2 * self.M))
+    context_kernel = self.context.causal_kernel(NETWORK_DTYPE)
+    context_bias = tf.cast(self.context.bias, NETWORK_DTYPE)
     layers = self.entropy_parameters.coding_layers()
 
     def step_parameters(positions, neighbours):
