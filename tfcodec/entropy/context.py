@@ -18,10 +18,13 @@ the live taps of the masked kernel, runs the 1x1 entropy-parameter network on
 
 The encoder runs exactly this loop too (same ops, same batch shapes, same
 order), so the entropy parameters it codes with are the decoder's, bit for bit.
-The per-step networks run in float64 and their outputs are snapped to a grid
-(integer scale indexes, means on a 1/64 grid, mixture parameters likewise)
-before any table is built, so float32 rounding differences between kernels
-(thread count, oneDNN) would have to cross a grid boundary to matter.
+The per-step networks run in float32 (`NETWORK_DTYPE`); their outputs are
+taken to float64 and snapped to grids (integer scale indexes, means on a 1/64
+grid, mixture weights and log-scales likewise) before any table is built, and
+tables are computed in float64. A rounding difference between two kernels
+(thread count, oneDNN on or off) therefore only matters if it carries a value
+across a grid boundary; within one configuration the computation is
+deterministic.
 
 Two coders plug into the loop:
 * `GaussianStepCoder`: mean-scale Gaussian with the 64-entry scale table of
@@ -43,6 +46,9 @@ MEAN_GRID = 64.
 # Keeps snapped means exactly representable in float32 (|m| * 64 < 2^24).
 MEAN_LIMIT = 2. ** 15
 LIKELIHOOD_BOUND = 1e-9
+# The per-step context and entropy-parameter networks; float64 costs about
+# twice the time and does not help against differences that come from psi.
+NETWORK_DTYPE = tf.float32
 
 
 def lower_bound(x, bound):
@@ -120,8 +126,8 @@ class WavefrontSchedule:
 def run_wavefront(schedule, channels, step_parameters, code_step, state):
   """Runs the wavefront loop; returns (y_hat [1, H, W, C], final coder state).
 
-  step_parameters(positions, neighbours [P, 12 * C] float64) -> raw entropy
-      parameters [P, K] float64.
+  step_parameters(positions, neighbours [P, 12 * C] NETWORK_DTYPE) -> raw
+      entropy parameters [P, K] (taken to float64 for the coder).
   code_step(state, positions, raw) -> (state, y_hat of the step [P, C] float32).
   """
   buffer = tf.zeros((schedule.buffer_size, channels), tf.float32)
@@ -129,9 +135,9 @@ def run_wavefront(schedule, channels, step_parameters, code_step, state):
   def body(step, buffer, state):
     positions = schedule.positions(step)
     neighbours = tf.gather(buffer, schedule.neighbour_index(positions))
-    neighbours = tf.reshape(tf.cast(neighbours, tf.float64),
+    neighbours = tf.reshape(tf.cast(neighbours, NETWORK_DTYPE),
                             (-1, 12 * channels))
-    raw = step_parameters(positions, neighbours)
+    raw = tf.cast(step_parameters(positions, neighbours), tf.float64)
     state, y_hat = code_step(state, positions, raw)
     buffer = tf.tensor_scatter_nd_update(
         buffer, schedule.buffer_index(positions)[:, None], y_hat)

@@ -53,7 +53,7 @@ class MaskedConv2D(tf.keras.layers.Layer):
     outputs = tf.nn.conv2d(inputs, kernel, 1, "SAME")
     return tf.nn.bias_add(outputs, self.bias)
 
-  def causal_kernel(self, dtype=tf.float64):
+  def causal_kernel(self, dtype=tf.float32):
     """[taps * C_in, C_out] matrix of the live taps, rows in `causal_taps` order.
 
     A gathered neighbourhood of shape [P, taps, C_in], flattened to
