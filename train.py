@@ -50,6 +50,10 @@ flags.DEFINE_string("export", None,
                     "defaults to <run_dir>/export.npz.")
 flags.DEFINE_string("gdn_form", "simplified",
                     "GDN form: 'simplified' (tfc default, |x|, no sqrt) or 'classic'.")
+flags.DEFINE_enum("likelihood", None, ["gaussian", "gmm"],
+                  "Likelihood of y for context models (mbt2018, cheng2020-*): "
+                  "mean-scale Gaussian or K=3 Gaussian mixture; default: the "
+                  "model's own.")
 flags.DEFINE_integer("seed", None, "Seed for the data pipeline's shuffles.")
 flags.DEFINE_bool("export_only", False,
                   "Do not train: export the newest checkpoint of --run_dir to "
@@ -63,6 +67,8 @@ def main(argv):
   run_dir = FLAGS.run_dir or os.path.join(
       "runs", f"{FLAGS.model}-{FLAGS.metric}-q{FLAGS.quality}")
   model_kwargs = dict(gdn_form=FLAGS.gdn_form)
+  if FLAGS.likelihood:
+    model_kwargs["likelihood"] = FLAGS.likelihood
   if FLAGS.export_only:
     model, step = loop.restore(FLAGS.model, FLAGS.quality, run_dir,
                                metric=FLAGS.metric, lmbda=FLAGS["lambda"].value,
