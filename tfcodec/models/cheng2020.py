@@ -39,6 +39,18 @@ from tfcodec.models.mbt2018 import JointContextModel
 from tfcodec.models.registry import register_model
 
 
+def leaky_relu(slope):
+  """LeakyReLU as max(x, slope * x), which equals it for 0 < slope < 1.
+
+  Written out so that Grappler's remapper does not fuse it into the preceding
+  convolution: with tf.nn.leaky_relu, TF 2.14's remapper failed on the
+  residual blocks' gradient graph ("fanout ... LeakyReluGrad exist for
+  missing node") and the training step then crashed with a segmentation
+  fault (seen with train.py --model=cheng2020-anchor).
+  """
+  return lambda x: tf.maximum(x, slope * x)
+
+
 def subpel_conv(filters, kernel_size, name=None, dtype=None):
   """k x k convolution to 4x the channels, then depth-to-space by 2."""
   return tf.keras.Sequential([
@@ -53,7 +65,7 @@ class ResidualBlock(tf.keras.layers.Layer):
 
   def __init__(self, channels, slope, **kwargs):
     super().__init__(**kwargs)
-    act = functools.partial(tf.nn.leaky_relu, alpha=slope)
+    act = leaky_relu(slope)
     self.conv_0 = conv(channels, 3, activation=act, name="conv_0")
     self.conv_1 = conv(channels, 3, activation=act, name="conv_1")
 
@@ -66,7 +78,7 @@ class ResidualBlockWithStride(tf.keras.layers.Layer):
 
   def __init__(self, channels, slope, gdn_form, **kwargs):
     super().__init__(**kwargs)
-    act = functools.partial(tf.nn.leaky_relu, alpha=slope)
+    act = leaky_relu(slope)
     self.conv_0 = conv(channels, 3, 2, activation=act, name="conv_0")
     self.conv_1 = conv(channels, 3, name="conv_1")
     self.gdn = gdn(name="gdn", form=gdn_form)
@@ -82,7 +94,7 @@ class ResidualBlockUpsample(tf.keras.layers.Layer):
 
   def __init__(self, channels, slope, gdn_form, shortcut_kernel=3, **kwargs):
     super().__init__(**kwargs)
-    self.act = functools.partial(tf.nn.leaky_relu, alpha=slope)
+    self.act = leaky_relu(slope)
     self.subpel = subpel_conv(channels, 3, name="subpel")
     self.conv = conv(channels, 3, name="conv")
     self.igdn = igdn(name="igdn", form=gdn_form)
@@ -181,7 +193,7 @@ class HyperAnalysis(tf.keras.Sequential):
 
   def __init__(self, N, slope, name="hyper_analysis"):
     super().__init__(name=name)
-    act = functools.partial(tf.nn.leaky_relu, alpha=slope)
+    act = leaky_relu(slope)
     for i, stride in enumerate((1, 1, 2, 1)):
       self.add(conv(N, 3, stride, activation=act, name=f"conv_{i}",
                     dtype="float32"))
@@ -197,7 +209,7 @@ class HyperSynthesis(tf.keras.Sequential):
 
   def __init__(self, N, slope, transposed, name="hyper_synthesis"):
     super().__init__(name=name)
-    act = functools.partial(tf.nn.leaky_relu, alpha=slope)
+    act = leaky_relu(slope)
     wide = N * 3 // 2
     for i, width in enumerate((N, wide)):
       self.add(conv(width, 3, activation=act, name=f"conv_{i}", dtype="float32"))
@@ -233,7 +245,7 @@ class Cheng2020Model(JointContextModel):
                                   shortcut_kernel=1 if self.paper else 3)
     self.h_a = HyperAnalysis(N, slope)
     self.h_s = HyperSynthesis(N, slope, transposed=self.paper)
-    activation = functools.partial(tf.nn.leaky_relu, alpha=slope)
+    activation = leaky_relu(slope)
     if self.paper:
       self._build_entropy(N, N, hidden=(640, 640), likelihood=likelihood,
                           activation=activation, final_bias=False)
