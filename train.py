@@ -39,6 +39,10 @@ flags.DEFINE_integer("M", None,
 flags.DEFINE_string("gdn_form", "simplified",
                     "The GDN form: 'simplified' (tfc's default: |x|, no square "
                     "root) or 'classic' (Balle 2016: square and square root).")
+flags.DEFINE_enum("likelihood", None, ["gaussian", "gmm"],
+                  "The likelihood of y for the context models (mbt2018 and "
+                  "cheng2020-*): a mean-scale Gaussian or a K=3 Gaussian "
+                  "mixture; by default the model's own.")
 
 # Data.
 flags.DEFINE_string("train_glob", os.path.join(DATA, "train"),
@@ -153,6 +157,8 @@ def main(argv):
     model_kwargs["N"] = FLAGS.N
   if FLAGS.M is not None:
     model_kwargs["M"] = FLAGS.M
+  if FLAGS.likelihood:
+    model_kwargs["likelihood"] = FLAGS.likelihood
   if FLAGS.export_only:
     model, step = loop.restore(FLAGS.model, FLAGS.quality, run_dir,
                                metric=FLAGS.metric, lmbda=FLAGS["lambda"].value,

@@ -152,11 +152,28 @@ def tiny_bmshj2018():
   return models
 
 
-def test_every_registered_model_exports(tiny_bmshj2018, tmp_path):
+CONTEXT_MODELS = ("mbt2018", "cheng2020-anchor", "cheng2020-attn",
+                  "cheng2020-gmm")
+
+
+@pytest.fixture(scope="module")
+def tiny_context_models():
+  """The context models decode in a tf.while_loop (wavefronts), in the graph."""
+  tf.random.set_seed(0)
+  models = {}
+  for name in CONTEXT_MODELS:
+    models[name] = create_model(name, **TINY)
+    models[name].freeze()
+  return models
+
+
+def test_every_registered_model_exports(tiny_bmshj2018, tiny_context_models,
+                                        tmp_path):
   """No model needs a Python-driven decoding loop, so all of them export."""
-  assert set(MODELS) == set(tiny_bmshj2018) | {"mbt2018-mean"}
+  assert set(MODELS) == (set(tiny_bmshj2018) | set(tiny_context_models)
+                         | {"mbt2018-mean"})
   image = random_image(37, 53, seed=5)
-  for name, model in tiny_bmshj2018.items():
+  for name, model in {**tiny_bmshj2018, **tiny_context_models}.items():
     export.export_model(model, 1, str(tmp_path / name))
     loaded = tf.saved_model.load(str(tmp_path / name))
     expected = codec.encode_image(model, image, 1)

@@ -14,6 +14,15 @@ SPEC_COUNTS = [
     ("bmshj2018-hyperprior", 6, 11.816e6),
     ("mbt2018-mean", 1, 7.028e6),
     ("mbt2018-mean", 5, 17.562e6),
+    ("mbt2018", 1, 14.130e6),
+    ("mbt2018", 5, 25.505e6),
+    ("cheng2020-anchor", 1, 11.833e6),
+    ("cheng2020-anchor", 4, 26.599e6),
+    ("cheng2020-attn", 1, 13.183e6),
+    ("cheng2020-attn", 4, 29.632e6),
+    # The paper's model (official TF1 code): GMM head, transposed h_s.
+    ("cheng2020-gmm", 1, 11.196e6),
+    ("cheng2020-gmm", 4, 23.847e6),
 ]
 
 
@@ -30,6 +39,10 @@ def test_quality_table():
   assert quality_config("bmshj2018-hyperprior", 5) == (128, 192, 0.0250)
   assert quality_config("bmshj2018-hyperprior", 6) == (192, 320, 0.0483)
   assert quality_config("mbt2018-mean", 2, "ms-ssim")[2] == 4.58
+  assert quality_config("mbt2018", 4) == (192, 192, 0.0130)
+  assert quality_config("mbt2018", 5) == (192, 320, 0.0250)
+  assert quality_config("cheng2020-attn", 3)[:2] == (128, 128)
+  assert quality_config("cheng2020-gmm", 4)[:2] == (192, 192)
   with pytest.raises(ValueError):
     quality_config("mbt2018-mean", 9)
 

@@ -42,6 +42,8 @@ def save_weights(model, path, quality, extra=None, dtype=np.float16):
   """Writes every trained variable (not coding tables) plus metadata to `path` (atomically)."""
   meta = dict(model=model.model_name, quality=int(quality), metric=model.metric,
               N=int(model.N), M=int(model.M), lmbda=float(model.lmbda))
+  if hasattr(model, "likelihood"):  # context models: gaussian or gmm
+    meta["likelihood"] = model.likelihood
   meta.update(extra or {})
   arrays = {_variable_key(i, v): v.numpy().astype(dtype)
             for i, v in enumerate(model.trainable_weights)}
@@ -82,8 +84,9 @@ def load_model(name=DEFAULT_MODEL, quality=3, metric="mse", path=None,
           f"no shipped weights for {name} ({metric}) at quality {quality}; "
           f"shipped: {shipped or 'none'}")
   meta = read_metadata(path)
+  extra = {"likelihood": meta["likelihood"]} if "likelihood" in meta else {}
   model = create_model(meta["model"], metric=meta["metric"], N=meta["N"],
-                       M=meta["M"], lmbda=meta["lmbda"])
+                       M=meta["M"], lmbda=meta["lmbda"], **extra)
   load_weights(model, path)
   if freeze:
     model.freeze()

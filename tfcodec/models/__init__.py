@@ -3,7 +3,7 @@
 from tfcodec.models.registry import (
     LAMBDAS, MODELS, QUALITIES, create_model, quality_config, register_model)
 # Importing the modules registers their models.
-from tfcodec.models import bmshj2018, mbt2018  # noqa: E402,F401
+from tfcodec.models import bmshj2018, cheng2020, mbt2018  # noqa: E402,F401
 
 __all__ = ["LAMBDAS", "MODELS", "QUALITIES", "create_model", "quality_config",
            "register_model"]

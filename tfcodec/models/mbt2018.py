@@ -11,14 +11,32 @@ mbt2018-mean (the mean-scale hyperprior, without the context model):
 
 g_a / g_s are Ballé 2018's; h_a / h_s use LeakyReLU (slope 0.01, as in
 CompressAI) and h_s widens M -> 3M/2 -> 2M.
+
+mbt2018 (the joint autoregressive and hierarchical model, ARCHITECTURES.md 4):
+
+  x -> g_a -> y -> h_a -> z, Q, factorized prior (z)
+  z_hat -> h_s -> psi (2M channels, not split)
+  y_hat -> masked 5x5 conv (type A, M -> 2M) -> ctx
+  concat(psi, ctx) (4M) -> 1x1: 10M/3 -> 8M/3 -> 2M = [scale indexes | means]
+  y: Gaussian conditional (mean-scale); y_hat -> g_s -> x_hat
+
+`JointContextModel` holds what every context model shares (the forward pass
+with noisy y for the context in training, and wavefront coding, see
+tfcodec.entropy.context); Cheng 2020 (cheng2020.py) subclasses it.
 """
 
 import functools
 
 import tensorflow as tf
 
-from tfcodec.entropy import FactorizedPrior, GaussianConditional
+from tfcodec.entropy import (
+    FactorizedPrior, GaussianConditional, NUM_SCALES, scale_from_index)
+from tfcodec.entropy.context import (
+    GaussianStepCoder, LIKELIHOOD_BOUND, NETWORK_DTYPE, WavefrontSchedule,
+    gaussian_likelihood, lower_bound, run_wavefront)
+from tfcodec.entropy.mixture import MixtureStepCoder, mixture_likelihood
 from tfcodec.layers import conv, deconv
+from tfcodec.layers.masked import MaskedConv2D
 from tfcodec.models.base import CompressionModel
 from tfcodec.models.bmshj2018 import AnalysisTransform, SynthesisTransform
 from tfcodec.models.registry import register_model
@@ -103,3 +121,196 @@ class MeanScaleHyperpriorModel(CompressionModel):
     scale_indexes, means = self.entropy_parameters(z_hat, y_shape)
     y_hat = self.y_conditional.decompress(y_string[None], scale_indexes, means)
     return self.g_s(y_hat)
+
+
+# -- mbt2018: the joint autoregressive and hierarchical model ------------------
+
+class EntropyParameters(tf.keras.Sequential):
+  """1x1 convolutions: concat(psi, context) -> raw entropy parameters.
+
+  `coding_layers()` gives the same network as matrices for the
+  wavefront coder, which applies it to a few positions at a time.
+  """
+
+  def __init__(self, hidden, out_channels, activation=leaky_relu,
+               final_bias=True, name="entropy_parameters"):
+    super().__init__(name=name)
+    for i, width in enumerate(hidden):
+      self.add(conv(width, 1, activation=activation, name=f"conv_{i}",
+                    dtype="float32"))
+    self.add(conv(out_channels, 1, use_bias=final_bias,
+                  name=f"conv_{len(hidden)}", dtype="float32"))
+
+  def coding_layers(self, dtype=NETWORK_DTYPE):
+    """[(kernel [in, out], bias [out] or None, activation)] in `dtype`."""
+    layers = []
+    for layer in self.layers:
+      kernel = tf.cast(layer.kernel[0, 0], dtype)
+      bias = tf.cast(layer.bias, dtype) if layer.use_bias else None
+      activation = layer.activation
+      if activation is tf.keras.activations.linear:
+        activation = None
+      layers.append((kernel, bias, activation))
+    return layers
+
+
+def apply_coding_layers(layers, inputs):
+  for kernel, bias, activation in layers:
+    inputs = tf.matmul(inputs, kernel)
+    if bias is not None:
+      inputs += bias
+    if activation is not None:
+      inputs = activation(inputs)
+  return inputs
+
+
+class JointContextModel(CompressionModel):
+  """Hyperprior + 5x5 masked context model, decoded by wavefronts.
+
+  Subclasses set the transforms (g_a, g_s, h_a, h_s; h_s emits psi with 2M
+  channels) and call `_build_entropy(...)`. `likelihood` is "gaussian"
+  (mean-scale, 2M raw parameters: scale indexes then means) or "gmm"
+  (K = 3 discretized Gaussian mixture, 9M raw parameters).
+
+  Training: the context model sees y + U(-1/2, 1/2), the same noisy sample the
+  rate is measured on and g_s reconstructs. Evaluation forward: the context
+  sees round(y); with the Gaussian, y_hat = round(y - mu) + mu (an estimate:
+  coding uses the y_hat of the decoded neighbours, see tfcodec.entropy.context).
+  """
+
+  stride = 64
+  string_names = ("y", "z")
+  shape_names = ("y", "z")
+
+  def _build_entropy(self, M, z_channels, hidden, likelihood="gaussian",
+                     activation=leaky_relu, final_bias=True):
+    if likelihood not in ("gaussian", "gmm"):
+      raise ValueError(f"likelihood must be 'gaussian' or 'gmm', got "
+                       f"{likelihood!r}")
+    self.likelihood = likelihood
+    out_channels = 2 * M if likelihood == "gaussian" else 9 * M
+    self.context = MaskedConv2D(2 * M, 5, name="context")
+    self.entropy_parameters = EntropyParameters(
+        hidden, out_channels, activation=activation, final_bias=final_bias)
+    self.z_prior = FactorizedPrior(z_channels, name="z_prior")
+    if likelihood == "gaussian":
+      self.y_conditional = GaussianConditional(name="y_conditional")
+      self._step_coder = GaussianStepCoder(self.y_conditional)
+    else:
+      self._step_coder = MixtureStepCoder(M)
+
+  def entropy_modules(self):
+    modules = [self.z_prior]
+    if self.likelihood == "gaussian":
+      modules.append(self.y_conditional)
+    return modules
+
+  # -- forward (training and evaluation) ---------------------------------
+  def call(self, x, training=False):
+    y = tf.cast(self.g_a(x), tf.float32)
+    z = self.h_a(y)
+    z_hat, z_bits = self.z_prior(z, training=training)
+    psi = tf.cast(self.h_s(z_hat), tf.float32)
+    if training:
+      y_tilde = y + tf.random.uniform(tf.shape(y), -.5, .5)
+    else:
+      y_tilde = tf.round(y)
+    raw = self.entropy_parameters(
+        tf.concat([psi, self.context(y_tilde)], axis=-1))
+    y_hat, likelihood = self._y_likelihood(y, y_tilde, raw, training)
+    y_bits = tf.reduce_sum(-tf.math.log(likelihood), axis=(1, 2, 3))
+    y_bits /= tf.math.log(2.)
+    x_hat = self.g_s(y_hat)
+    return dict(x_hat=x_hat, bits=dict(y=y_bits, z=z_bits))
+
+  def _y_likelihood(self, y, y_tilde, raw, training):
+    raw = tf.cast(raw, tf.float32)
+    if self.likelihood == "gmm":
+      return y_tilde, mixture_likelihood(y_tilde, raw, self.M)
+    scale_indexes, means = tf.split(raw, 2, axis=-1)
+    top = NUM_SCALES - 1.
+    if training:
+      scale_indexes = -lower_bound(-lower_bound(scale_indexes, 0.), -top)
+      y_hat = y_tilde
+    else:
+      # The table entry the coder uses, so the estimate tracks the file.
+      scale_indexes = tf.floor(tf.clip_by_value(scale_indexes, 0., top))
+      y_hat = tf.round(y - means) + means
+    likelihood = gaussian_likelihood(y_hat, means,
+                                     scale_from_index(scale_indexes))
+    return y_hat, lower_bound(likelihood, LIKELIHOOD_BOUND)
+
+  # -- coding --------------------------------------------------------------
+  def _wavefront(self, z_hat, y_shape, code_step, state):
+    """Runs the shared encoder/decoder loop; returns (y_hat, coder state)."""
+    schedule = WavefrontSchedule(y_shape[0], y_shape[1])
+    psi = self.h_s(z_hat)[0, :y_shape[0], :y_shape[1], :]
+    psi = tf.reshape(tf.cast(psi, NETWORK_DTYPE), (-1, 2 * self.M))
+    context_kernel = self.context.causal_kernel(NETWORK_DTYPE)
+    context_bias = tf.cast(self.context.bias, NETWORK_DTYPE)
+    layers = self.entropy_parameters.coding_layers()
+
+    def step_parameters(positions, neighbours):
+      context = tf.matmul(neighbours, context_kernel) + context_bias
+      inputs = tf.concat([tf.gather(psi, positions), context], axis=-1)
+      return apply_coding_layers(layers, inputs)
+
+    return run_wavefront(schedule, self.M, step_parameters, code_step, state)
+
+  def encode_latents(self, x):
+    """-> (strings, shapes, y_hat): y_hat is exactly what the decoder gets."""
+    y = tf.cast(self.g_a(x), tf.float32)
+    z = self.h_a(y)
+    y_shape, z_shape = tf.shape(y)[1:3], tf.shape(z)[1:3]
+    z_string = self.z_prior.compress(z)
+    z_hat = self.z_prior.decompress(z_string, z_shape)
+    y_flat = tf.reshape(y[0], (-1, self.M))
+    coder = self._step_coder
+
+    def code_step(state, positions, raw):
+      return coder.encode_step(state, raw, tf.gather(y_flat, positions))
+
+    y_hat, state = self._wavefront(z_hat, y_shape, code_step,
+                                   coder.encoder_state())
+    y_string = coder.encoder_finish(state)
+    return (y_string, z_string[0]), (y_shape, z_shape), y_hat
+
+  def compress_latents(self, x):
+    strings, shapes, _ = self.encode_latents(x)
+    return strings, shapes
+
+  def decode_latents(self, strings, latent_shapes):
+    y_string, z_string = strings
+    y_shape, z_shape = latent_shapes
+    z_hat = self.z_prior.decompress(z_string[None], z_shape)
+    coder = self._step_coder
+    schedule = WavefrontSchedule(y_shape[0], y_shape[1])
+
+    def code_step(state, positions, raw):
+      del positions
+      return coder.decode_step(state, raw)
+
+    y_hat, state = self._wavefront(
+        z_hat, y_shape, code_step, coder.decoder_state(y_string, schedule))
+    coder.decoder_finish(state)
+    return y_hat
+
+  def decompress_latents(self, strings, latent_shapes):
+    return self.g_s(self.decode_latents(strings, latent_shapes))
+
+
+@register_model("mbt2018")
+class JointAutoregressiveHierarchicalModel(JointContextModel):
+  """Minnen 2018 with its context model. Args: N, M, likelihood."""
+
+  def __init__(self, N=192, M=192, gdn_form="simplified", likelihood="gaussian",
+               **kwargs):
+    super().__init__(**kwargs)
+    self.N, self.M = N, M
+    self.g_a = AnalysisTransform(N, M, gdn_form)
+    self.g_s = SynthesisTransform(N, gdn_form)
+    self.h_a = MeanScaleHyperAnalysis(N)
+    self.h_s = MeanScaleHyperSynthesis(N, M)  # psi: 2M channels, not split
+    self._build_entropy(M, N, hidden=(M * 10 // 3, M * 8 // 3),
+                        likelihood=likelihood)
+    self.build_variables()

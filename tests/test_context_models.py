@@ -1,0 +1,319 @@
+"""Context models (mbt2018, Cheng 2020): wavefront coding, mixtures, exactness.
+
+Tiny random models (N = M = 8) from the `tiny_models` fixture; the parameter
+counts of the full-size models are in test_models.py.
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from conftest import KODAK, ROOT, random_image
+from tfcodec import codec
+from tfcodec.entropy import mixture
+from tfcodec.entropy.context import WavefrontSchedule, run_wavefront
+from tfcodec.layers.masked import MaskedConv2D, causal_taps
+from tfcodec.models import create_model
+from tfcodec.models.base import pad_to_multiple
+
+CONTEXT_MODELS = ["mbt2018", "cheng2020-anchor", "cheng2020-attn",
+                  "cheng2020-gmm"]
+
+
+def _kodak_crop():
+  image = np.asarray(Image.open(os.path.join(KODAK, "kodim23.png")).convert("RGB"))
+  return image[200:328, 300:492]  # 128 x 192
+
+
+_ENCODERS = {}
+
+
+def _encoder_side(model, image):
+  """y_hat and reconstruction of the encoder's own coding pass, in a graph
+  (like model.compress), so they can be compared with the decoder's."""
+  if model not in _ENCODERS:
+    _ENCODERS[model] = tf.function(
+        lambda x: model.encode_latents(x)[2],
+        input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+  x = pad_to_multiple(tf.constant(image, tf.float32)[None] / 255., model.stride)
+  return _ENCODERS[model](x)
+
+
+# -- the masked convolution and the wavefront schedule --------------------------
+
+def test_masked_convolution_never_sees_current_or_future_positions():
+  layer = MaskedConv2D(6, 5)
+  rng = np.random.default_rng(0)
+  y = rng.normal(size=(1, 7, 9, 4)).astype(np.float32)
+  base = layer(y).numpy()
+  raster = np.arange(7 * 9).reshape(7, 9)
+  for h, w in [(0, 0), (3, 4), (6, 8), (2, 0), (4, 8)]:
+    # Every position from the current one onwards, in raster order, at once...
+    changed = y + 100. * (raster >= raster[h, w])[None, :, :, None]
+    np.testing.assert_array_equal(layer(changed).numpy()[0, h, w], base[0, h, w])
+    # ...and the masked taps of the window one at a time.
+    for i in range(5):
+      for j in range(5):
+        fh, fw = h + i - 2, w + j - 2
+        if (i, j) in causal_taps(5) or not (0 <= fh < 7 and 0 <= fw < 9):
+          continue
+        changed = y.copy()
+        changed[0, fh, fw] += 100.
+        np.testing.assert_array_equal(layer(changed).numpy()[0, h, w],
+                                      base[0, h, w])
+  # ...while every causal neighbour does matter.
+  for i, j in causal_taps(5):
+    changed = y.copy()
+    changed[0, 3 + i - 2, 4 + j - 2] += 100.
+    assert not np.allclose(layer(changed).numpy()[0, 3, 4], base[0, 3, 4])
+
+
+def test_wavefront_steps_only_depend_on_earlier_steps():
+  height, width = 32, 48
+  schedule = WavefrontSchedule(height, width)
+  assert int(schedule.num_steps) == 141  # a 512 x 768 Kodak image
+  step = np.zeros((height, width), int)
+  seen = set()
+  for t in range(int(schedule.num_steps)):
+    for p in schedule.positions(t).numpy():
+      step[p // width, p % width] = t
+      seen.add(int(p))
+  assert len(seen) == height * width
+  for h in range(height):
+    for w in range(width):
+      for i, j in causal_taps(5):
+        nh, nw = h + i - 2, w + j - 2
+        if 0 <= nh < height and 0 <= nw < width:
+          assert step[nh, nw] < step[h, w]
+
+
+def test_wavefront_gather_equals_the_masked_convolution():
+  layer = MaskedConv2D(6, 5)
+  y = tf.random.normal((1, 5, 7, 4), seed=2)
+  expected = layer(y).numpy()[0]
+  flat_y = tf.reshape(y[0], (-1, 4))
+  kernel = layer.causal_kernel()
+  rows = []
+
+  def params(positions, neighbours):
+    rows.append((positions.numpy(), (neighbours @ kernel + layer.bias).numpy()))
+    return tf.zeros((tf.shape(positions)[0], 1), tf.float32)
+
+  def code_step(state, positions, raw):
+    return state, tf.gather(flat_y, positions)  # "decode" the true y
+
+  y_hat, _ = run_wavefront(WavefrontSchedule(5, 7), 4, params, code_step,
+                           tf.constant(0))
+  np.testing.assert_array_equal(y_hat.numpy(), y.numpy())
+  for positions, context in rows:
+    np.testing.assert_allclose(context, expected.reshape(-1, 6)[positions],
+                               rtol=1e-5, atol=1e-5)
+
+
+# -- the Gaussian mixture --------------------------------------------------------
+
+def _random_mixture_raw(rng, positions, channels):
+  raw = np.zeros((positions, 3, 3, channels))
+  raw[:, :, 0] = rng.normal(0, 3, size=(positions, 3, channels))  # logits
+  raw[:, :, 1] = rng.normal(0, 20, size=(positions, 3, channels))  # means
+  raw[:, :, 2] = np.exp(rng.uniform(-4, 6, size=(positions, 3, channels)))
+  return tf.constant(raw.reshape(positions, 9 * channels))
+
+
+def test_mixture_cdfs_are_valid_16_bit_tables():
+  rng = np.random.default_rng(1)
+  raw = _random_mixture_raw(rng, 50, 8)
+  weights, means, scales = mixture.coding_parameters(raw, 8)
+  np.testing.assert_allclose(tf.reduce_sum(weights, -1).numpy(), 1., atol=1e-12)
+  assert np.all(scales.numpy() >= mixture.SCALE_MIN * 0.99)
+  centre = mixture.centres(weights, means)
+  cdf = mixture.mixture_cdf(weights, means, scales, centre).numpy()
+  assert cdf.shape == (50, 8, 2 * mixture.SUPPORT + 3)
+  assert np.all(cdf[..., 0] == 0) and np.all(cdf[..., -1] == 2 ** 16)
+  counts = np.diff(cdf, axis=-1)
+  assert counts.min() >= 1  # no symbol, and no escape, has probability zero
+  # The tables follow the mixture: compare with the float probabilities.
+  values = centre.numpy()[..., None] + np.arange(-mixture.SUPPORT,
+                                                 mixture.SUPPORT + 1)
+  from scipy.stats import norm
+  w, m, s = (t.numpy()[..., None, :] for t in (weights, means, scales))
+  pmf = np.sum(w * (norm.cdf((values[..., None] + .5 - m) / s)
+                    - norm.cdf((values[..., None] - .5 - m) / s)), -1)
+  quantized = counts[..., :-1] / 2 ** 16
+  # Each bin is off by at most its +1 floor, the 1/65536 floors of the other
+  # bins, and (for the most probable bin) the rounding remainder.
+  num_bins = 2 * mixture.SUPPORT + 2
+  assert np.max(np.abs(quantized - pmf)) <= (2 * num_bins + 1) / 2 ** 16
+
+
+class _OneStep:
+  num_steps = tf.constant(1)
+
+
+def test_mixture_coder_round_trips_with_escapes():
+  rng = np.random.default_rng(2)
+  coder = mixture.MixtureStepCoder(channels=8)
+  raw = _random_mixture_raw(rng, 30, 8)
+  y = rng.normal(0, 30, size=(30, 8)).astype(np.float32)
+  y[0, 0], y[5, 3], y[7, 7] = 40000., -1000., 31.  # far outside the support
+  state, y_hat = coder.encode_step(coder.encoder_state(), raw, tf.constant(y))
+  string = coder.encoder_finish(state)
+  expected = np.clip(np.round(y), -mixture.ESCAPE_LIMIT, mixture.ESCAPE_LIMIT)
+  np.testing.assert_array_equal(y_hat.numpy(), expected)
+  escaped = int(state[1].concat().shape[0])
+  assert escaped >= 3
+  _, decoded = coder.decode_step(coder.decoder_state(string, _OneStep()), raw)
+  np.testing.assert_array_equal(decoded.numpy(), expected)
+  # The escaped values sit at the end of the string as int16.
+  assert len(string.numpy()) > 2 * escaped
+
+
+def test_varints_round_trip():
+  values = tf.constant([0, 1, 127, 128, 300, 16383, 16384, 2 ** 27 + 5])
+  data = mixture.varint_bytes(values)
+  assert data.numpy().tolist()[:5] == [0, 1, 127, 128, 1]
+  parsed, used = mixture.parse_varints(
+      tf.concat([data, [7, 200, 3]], 0), tf.size(values))
+  np.testing.assert_array_equal(parsed.numpy(), values.numpy())
+  assert int(used) == int(tf.size(data))
+
+
+# -- whole models ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name", CONTEXT_MODELS)
+def test_decode_is_bit_exact_with_the_encoder(tiny_models, name):
+  model = tiny_models[name]
+  for image in (random_image(65, 97, seed=11), _kodak_crop()):
+    shape = image.shape[:2]
+    strings, shapes = model.compress(image)
+    decoded = model.decompress(strings, shapes, shape).numpy()
+    y_hat = _encoder_side(model, image)
+    # The latent the decoder rebuilt, exactly the encoder's:
+    y_decoded = tf.function(model.decode_latents)(strings, shapes)
+    np.testing.assert_array_equal(y_decoded.numpy(), y_hat.numpy())
+    reconstruction = model._to_image(model.g_s(y_hat), shape).numpy()
+    np.testing.assert_array_equal(decoded, reconstruction)
+    # Through the .tfci container, as decoder.py does it.
+    data = codec.encode_image(model, image, quality=1)
+    np.testing.assert_array_equal(codec.decode_bytes(data, model=model), decoded)
+
+
+@pytest.mark.parametrize("name", CONTEXT_MODELS)
+def test_tiny_images_round_trip(tiny_models, name):
+  model = tiny_models[name]
+  image = random_image(1, 1, seed=4)
+  data = codec.encode_image(model, image, quality=1)
+  assert codec.decode_bytes(data, model=model).shape == (1, 1, 3)
+
+
+@pytest.mark.parametrize("name,likelihood", [("cheng2020-anchor", "gmm"),
+                                             ("cheng2020-gmm", "gaussian")])
+def test_both_likelihoods_on_every_architecture(name, likelihood):
+  tf.random.set_seed(1)
+  model = create_model(name, N=8, M=8, likelihood=likelihood)
+  assert model.likelihood == likelihood
+  width = model.entropy_parameters.layers[-1].filters
+  assert width == (9 * 8 if likelihood == "gmm" else 2 * 8)
+  model.freeze()
+  image = random_image(40, 70, seed=5)
+  strings, shapes = model.compress(image)
+  decoded = model.decompress(strings, shapes, image.shape[:2]).numpy()
+  expected = model._to_image(model.g_s(_encoder_side(model, image)),
+                             image.shape[:2]).numpy()
+  np.testing.assert_array_equal(decoded, expected)
+
+
+@pytest.mark.parametrize("name", CONTEXT_MODELS)
+def test_training_forward_and_step(tiny_models, name):
+  model = tiny_models[name]
+  x = tf.random.uniform((2, 64, 64, 3), seed=3)
+  out = model(x, training=True)
+  assert out["x_hat"].shape == x.shape
+  assert set(out["bits"]) == {"y", "z"}
+  for bits in out["bits"].values():
+    assert bits.shape == (2,) and np.all(np.isfinite(bits.numpy()))
+  # Gradients reach the context model through the noisy y.
+  with tf.GradientTape() as tape:
+    loss = model.rd_loss(x, model(x, training=True))["loss"]
+  grads = tape.gradient(loss, model.context.trainable_variables)
+  assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in grads)
+  assert float(tf.reduce_sum(tf.abs(grads[0]))) > 0
+
+
+def test_estimated_and_file_bits(tiny_models):
+  """File bits over the evaluation forward's estimate, per model (printed).
+
+  Untrained tiny models are a harsh case: few bits, so fixed costs show, and
+  the evaluation forward feeds round(y) to the context where coding feeds the
+  decoded y_hat. The numbers are printed; only gross errors fail.
+  """
+  image = _kodak_crop()
+  x = pad_to_multiple(tf.constant(image, tf.float32)[None] / 255., 64)
+  for name in CONTEXT_MODELS:
+    model = tiny_models[name]
+    strings, _ = model.compress(image)
+    file_bits = 8 * sum(len(s.numpy()) for s in strings)
+    estimate = sum(float(b[0]) for b in model(x, training=False)["bits"].values())
+    ratio = file_bits / estimate
+    print(f"{name} ({model.likelihood}): file {file_bits} bits, estimated "
+          f"{estimate:.0f}, ratio {ratio:.3f}")
+    if model.likelihood == "gaussian":
+      assert 0.5 < ratio < 1.5, (name, ratio)
+
+
+# -- determinism across thread counts and oneDNN ----------------------------------
+
+_DETERMINISM_SCRIPT = r"""
+import hashlib, os, sys
+sys.path.insert(0, {root!r})
+import numpy as np, tensorflow as tf
+threads = int(os.environ["TFCODEC_THREADS"])
+tf.config.threading.set_intra_op_parallelism_threads(threads)
+tf.config.threading.set_inter_op_parallelism_threads(threads)
+sys.path.insert(0, os.path.join({root!r}, "tests"))
+from conftest import random_image
+from tfcodec.models import create_model
+out = []
+for name, likelihood in (("mbt2018", "gaussian"), ("mbt2018", "gmm")):
+  tf.random.set_seed(0)
+  model = create_model(name, N=8, M=8, likelihood=likelihood)
+  model.freeze()
+  weights = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.weights))
+  image = random_image(70, 130, seed=7)
+  strings, shapes = model.compress(image)
+  data = [s.numpy() for s in strings]
+  reference = os.path.join({tmp!r}, likelihood + ".npy")
+  if not os.path.exists(reference):
+    np.save(reference, np.array(data, dtype=object), allow_pickle=True)
+  ref_strings = [tf.constant(s) for s in
+                 np.load(reference, allow_pickle=True).tolist()]
+  data = b"".join(len(s).to_bytes(4, "big") + s for s in data)
+  decoded = model.decompress(ref_strings, shapes, image.shape[:2]).numpy()
+  out.append(" ".join([likelihood, weights.hexdigest()[:16],
+                       hashlib.sha256(data).hexdigest()[:16],
+                       hashlib.sha256(decoded.tobytes()).hexdigest()[:16]]))
+print("RESULT", ";".join(out))
+"""
+
+
+def test_decoding_is_identical_across_threads_and_onednn(tmp_path):
+  """Encodes in each configuration, decodes the first one's files in each:
+  the bytes and the decoded images must not depend on the configuration."""
+  script = tmp_path / "run.py"
+  script.write_text(_DETERMINISM_SCRIPT.format(root=ROOT, tmp=str(tmp_path)))
+  results = {}
+  for threads, onednn in [(1, "1"), (2, "1"), (1, "0"), (2, "0")]:
+    env = dict(os.environ, TFCODEC_THREADS=str(threads),
+               TF_ENABLE_ONEDNN_OPTS=onednn, TF_CPP_MIN_LOG_LEVEL="3")
+    run = subprocess.run([sys.executable, str(script)], env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    line = [l for l in run.stdout.splitlines() if l.startswith("RESULT")][0]
+    results[(threads, onednn)] = line
+  assert len(set(results.values())) == 1, results
