@@ -36,10 +36,24 @@ TINY_TCM = dict(N=8, M=40, window=4, hyper_window=2,
                 attention_head_dim=8, attention_window=4, slice_hidden=(16, 16))
 
 
+class Seconds(float):
+  """Wall seconds that also carry the process CPU seconds of the same span
+  (on a shared machine the wall time depends on the other jobs' load)."""
+
+  def __new__(cls, wall, cpu):
+    value = super().__new__(cls, wall)
+    value.cpu = cpu
+    return value
+
+  def __format__(self, spec):
+    return f"{float(self):{spec}} (cpu {self.cpu:{spec}})"
+
+
 def timed(fn, *args):
-  start = time.perf_counter()
+  start, cpu = time.perf_counter(), time.process_time()
   result = fn(*args)
-  return result, time.perf_counter() - start
+  return result, Seconds(time.perf_counter() - start,
+                         time.process_time() - cpu)
 
 
 def build(args, **overrides):
@@ -127,15 +141,14 @@ def training(args):
   x = tf.random.uniform((args.batch, args.patch, args.patch, 3), seed=1)
   terms, first = timed(step, x)
   float(terms["loss"])
-  times = []
+  times, cpu_times = [], []
   for _ in range(args.train_steps):
-    start = time.perf_counter()
-    terms = step(x)
-    float(terms["loss"])
-    times.append(time.perf_counter() - start)
+    (terms, _), seconds = timed(lambda: (terms := step(x), float(terms["loss"])))
+    times.append(float(seconds))
+    cpu_times.append(seconds.cpu)
   print(f"train step {args.batch}x{args.patch}^2 {args.precision}: "
-        f"{np.mean(times):.2f} s/step (median {np.median(times):.2f} over "
-        f"{len(times)}; first step {first:.1f} s with tracing); "
+        f"{np.mean(times):.2f} s/step wall, {np.mean(cpu_times):.2f} cpu s/step "
+        f"(over {len(times)}; first step {first:.1f} s with tracing); "
         f"loss {float(terms['loss']):.3f}, finite: "
         f"{bool(np.isfinite(float(terms['loss'])))}")
 
