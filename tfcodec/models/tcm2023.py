@@ -162,6 +162,7 @@ class TCMModel(CompressionModel):
   """
 
   stride = 128
+  string_names = ("y0", "y1", "y2", "y3", "y4", "z")  # per instance if not 5
   shape_names = ("y", "z")
   default_N = 64
 
