@@ -13,7 +13,7 @@ from tfcodec.util import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 
-from tfcodec.testing import TINY  # noqa: E402,F401
+from tfcodec.testing import TINY, tiny_config  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")

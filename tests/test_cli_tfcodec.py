@@ -16,7 +16,7 @@ from PIL import Image
 from conftest import KODAK, ROOT
 from tfcodec import cli, codec, zoo
 from tfcodec.io.bitstream import Bitstream
-from tfcodec.models import MODELS
+from tfcodec.models import MODELS, qualities
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,8 @@ def test_models_lists_registry_weights_parameters_and_measurements(
     assert f"\n{name}: " in out
   rows = [line for line in out.splitlines()
           if re.match(r"^\s+\d+\s+\d+\s+\d+", line)]
-  assert len(rows) == 8 * len(MODELS)  # one per quality and model
+  # One per quality and model.
+  assert len(rows) == sum(len(qualities(name)) for name in MODELS)
   for name, metric, quality in zoo.available_weights():
     path = zoo.weights_path(name, quality, metric)
     with np.load(path) as data:

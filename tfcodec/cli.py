@@ -65,10 +65,11 @@ def check_model_name(name):
 def load_shipped_model(name, quality, metric):
   """The frozen model with shipped weights, or a UsageError saying what exists."""
   from tfcodec import codec, zoo
-  from tfcodec.models import QUALITIES
+  from tfcodec.models import qualities
   check_model_name(name)
-  if quality not in QUALITIES:
-    raise UsageError(f"quality must be one of {QUALITIES[0]}..{QUALITIES[-1]}, "
+  valid = qualities(name)
+  if quality not in valid:
+    raise UsageError(f"quality must be one of {valid[0]}..{valid[-1]}, "
                      f"got {quality}. {shipped_summary(name)}")
   if not os.path.exists(zoo.weights_path(name, quality, metric)):
     raise UsageError(f"no shipped weights for {name} ({metric}) at quality "
@@ -355,7 +356,7 @@ def _built_parameter_count(name, n, m):
 def models_report(results_glob=RESULTS_GLOB):
   """The registry as text lines: one table per model."""
   from tfcodec import zoo
-  from tfcodec.models import LAMBDAS, MODELS, QUALITIES, quality_config
+  from tfcodec.models import MODELS, qualities, quality_config
   shipped = zoo.available_weights()
   measured = measured_points(results_glob)
   lines = [f"{len(MODELS)} registered models (default: {zoo.DEFAULT_MODEL} "
@@ -368,8 +369,12 @@ def models_report(results_glob=RESULTS_GLOB):
     lines.append(f"  {'q':>2} {'N':>4} {'M':>4} {'lambda mse':>11} "
                  f"{'lambda ms-ssim':>15} {'params':>7}  shipped  Kodak "
                  "(measured: bpp, PSNR)")
-    for quality in QUALITIES:
+    for quality in qualities(name):
       n, m, lmbda = quality_config(name, quality)
+      try:
+        ms_ssim_lambda = f"{quality_config(name, quality, 'ms-ssim')[2]:>15.2f}"
+      except ValueError:  # e.g. TCM: released for MSE only
+        ms_ssim_lambda = f"{'-':>15}"
       metrics_here = [mt for nm, mt, q in shipped if nm == name and q == quality]
       kodak = []
       for metric in metrics_here:
@@ -379,7 +384,7 @@ def models_report(results_glob=RESULTS_GLOB):
       params = parameter_count(name, quality) / 1e6
       lines.append(
           f"  {quality:>2} {n:>4} {m:>4} {lmbda:>11.4f} "
-          f"{LAMBDAS['ms-ssim'][quality - 1]:>15.2f} {params:>6.2f}M  "
+          f"{ms_ssim_lambda} {params:>6.2f}M  "
           f"{','.join(metrics_here) or '-':<7}  {'; '.join(kodak) or '-'}")
     lines.append("")
   lines.append(shipped_summary())

@@ -15,7 +15,18 @@ import tempfile
 import numpy as np
 
 TINY = dict(N=8, M=8)
+# TCM needs M to split into its 5 slices, head sizes that divide N, and
+# smaller windows (4 on y, 2 in the hyper path: stride 64 instead of 128).
+TINY_TCM = dict(N=8, M=40, window=4, hyper_window=2,
+                head_dims=(4, 8, 8, 8, 8, 4), hyper_head_dim=8,
+                hyper_channels=8, attention_channels=16,
+                attention_head_dim=8, attention_window=4, slice_hidden=(16, 16))
 SEED = 0
+
+
+def tiny_config(name):
+  """Constructor arguments of a tiny random model of a registered name."""
+  return TINY_TCM if name.startswith("tcm-") else TINY
 
 
 def build_tiny_models(names=None):
@@ -25,7 +36,7 @@ def build_tiny_models(names=None):
   tf.random.set_seed(SEED)
   models = {}
   for name in sorted(names or MODELS):
-    model = create_model(name, **TINY)
+    model = create_model(name, **tiny_config(name))
     model.freeze()
     models[name] = model
   return models
@@ -34,7 +45,7 @@ def build_tiny_models(names=None):
 def _fingerprint(model):
   """Changes whenever the architecture, TINY or SEED changes, so snapshots of
   another version of a model (another branch, an edited layer) never load."""
-  text = f"{TINY}{SEED}" + ";".join(
+  text = f"{tiny_config(model.model_name)}{SEED}" + ";".join(
       f"{v.name}{v.shape}" for v in model.trainable_weights)
   return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -77,7 +88,7 @@ def load_tiny_models(directory, names=None):
   missing snapshots are built first (slow, once per architecture)."""
   from tfcodec.models import MODELS, create_model
   names = sorted(names or MODELS)
-  models = {name: create_model(name, **TINY) for name in names}
+  models = {name: create_model(name, **tiny_config(name)) for name in names}
   paths = {name: os.path.join(directory, f"tiny-{name}-{_fingerprint(m)}.npz")
            for name, m in models.items()}
   missing = [name for name in names if not os.path.exists(paths[name])]

@@ -31,9 +31,17 @@ class FactorizedPrior(tf.Module):
   compression one whose integer CDF tables are variables.
   """
 
-  def __init__(self, channels, name="factorized_prior"):
+  def __init__(self, channels, offset_heuristic=True, name="factorized_prior"):
+    """`offset_heuristic=False` rounds to plain integers (tfc's ms2020 does).
+
+    With the heuristic, tfc rounds around an offset that it finds by an
+    iterative search over the prior each time a quantizer is built: cheap
+    once, when the tables are frozen, but not in every training step of a
+    model that feeds rounded latents onward (TCM's z).
+    """
     super().__init__(name=name)
     self.channels = channels
+    self.offset_heuristic = offset_heuristic
     with self.name_scope:
       self.prior = tfc.NoisyDeepFactorized(batch_shape=(channels,))
     self._coder = None
@@ -41,7 +49,7 @@ class FactorizedPrior(tf.Module):
   def _model(self, compression):
     return tfc.ContinuousBatchedEntropyModel(
         self.prior, coding_rank=3, compression=compression,
-        tail_mass=TAIL_MASS, range_coder_precision=RANGE_CODER_PRECISION,
+        offset_heuristic=self.offset_heuristic, tail_mass=TAIL_MASS, range_coder_precision=RANGE_CODER_PRECISION,
         bottleneck_dtype=tf.float32)
 
   def __call__(self, latent, training):

@@ -1,9 +1,10 @@
 """Models, one module per paper, and the registry that names them."""
 
 from tfcodec.models.registry import (
-    LAMBDAS, MODELS, QUALITIES, create_model, quality_config, register_model)
+    LAMBDAS, MODELS, QUALITIES, create_model, qualities, quality_config,
+    register_model)
 # Importing the modules registers their models.
-from tfcodec.models import bmshj2018, cheng2020, mbt2018  # noqa: E402,F401
+from tfcodec.models import bmshj2018, cheng2020, mbt2018, tcm2023  # noqa: E402,F401
 
-__all__ = ["LAMBDAS", "MODELS", "QUALITIES", "create_model", "quality_config",
-           "register_model"]
+__all__ = ["LAMBDAS", "MODELS", "QUALITIES", "create_model", "qualities",
+           "quality_config", "register_model"]

@@ -28,6 +28,24 @@ _WIDTHS = {
 
 QUALITIES = tuple(range(1, 9))
 
+# Architectures with their own lambda ladder: name -> ((N, M), MSE lambdas by
+# quality). TCM has one registry name per size (the size is the architecture,
+# as N is fixed per released model) and its six released MSE lambdas
+# (ARCHITECTURES.md 6.4) as qualities 1..6; it was not released for MS-SSIM.
+TCM_LAMBDAS = (0.0025, 0.0035, 0.0067, 0.0130, 0.025, 0.05)
+_LADDERS = {
+    "tcm-s": ((64, 320), {"mse": TCM_LAMBDAS}),
+    "tcm-m": ((96, 320), {"mse": TCM_LAMBDAS}),
+    "tcm-l": ((128, 320), {"mse": TCM_LAMBDAS}),
+}
+
+
+def qualities(name):
+  """The qualities an architecture defines (1..8, or 1..6 for TCM)."""
+  if name in _LADDERS:
+    return tuple(range(1, len(TCM_LAMBDAS) + 1))
+  return QUALITIES
+
 
 def register_model(name):
   def decorator(cls):
@@ -39,8 +57,18 @@ def register_model(name):
 
 def quality_config(name, quality, metric="mse"):
   """(N, M, lambda) for an architecture at a quality."""
+  if name in _LADDERS:
+    (n, m), ladders = _LADDERS[name]
+    if metric not in ladders:
+      raise ValueError(f"{name} has no {metric!r} lambdas; it has "
+                       f"{sorted(ladders)}")
+    if quality not in qualities(name):
+      raise ValueError(f"{name} quality must be in 1..{len(ladders[metric])}, "
+                       f"got {quality}")
+    return n, m, ladders[metric][quality - 1]
   if name not in _WIDTHS:
-    raise KeyError(f"unknown model {name!r}; known: {sorted(_WIDTHS)}")
+    raise KeyError(f"unknown model {name!r}; known: "
+                   f"{sorted(_WIDTHS) + sorted(_LADDERS)}")
   if quality not in QUALITIES:
     raise ValueError(f"quality must be in 1..8, got {quality}")
   if metric not in LAMBDAS:

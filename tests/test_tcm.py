@@ -1,0 +1,110 @@
+"""TCM (tcm-s/m/l): parameter counts, shifted-window masking, round trips."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from conftest import KODAK, random_image
+from tfcodec import cli, codec
+from tfcodec.layers.attention import WindowAttention, shifted_window_mask
+from tfcodec.models import quality_config, qualities
+from tfcodec.models.base import pad_to_multiple
+
+# ARCHITECTURES.md section 8.
+SPEC_COUNTS = [("tcm-s", 45.181e6), ("tcm-m", 59.134e6), ("tcm-l", 76.568e6)]
+
+
+@pytest.mark.parametrize("name,expected", SPEC_COUNTS)
+def test_parameter_count_matches_spec(name, expected):
+  # The count `tfcodec models` prints (it builds the model once per size).
+  count = cli.parameter_count(name, 1)
+  assert abs(count - expected) / expected < 0.01, (name, count)
+
+
+def test_quality_table():
+  assert qualities("tcm-s") == (1, 2, 3, 4, 5, 6)
+  assert quality_config("tcm-s", 1) == (64, 320, 0.0025)
+  assert quality_config("tcm-m", 4) == (96, 320, 0.0130)
+  assert quality_config("tcm-l", 6) == (128, 320, 0.05)
+  with pytest.raises(ValueError):
+    quality_config("tcm-s", 7)
+  with pytest.raises(ValueError):
+    quality_config("tcm-s", 1, "ms-ssim")
+
+
+def test_shifted_window_mask_blocks_pairs_that_wrapped_around():
+  """8x8 map, window 4, rolled by -2: the bottom-right window holds image
+  rows/cols 6, 7 (one region) and the wrapped-around 0, 1 (another)."""
+  tf.random.set_seed(1)
+  attention = WindowAttention(dim=8, head_dim=4, window=4, shifted=True)
+  x = tf.random.normal((1, 8, 8, 8))
+  out = attention(x).numpy()
+
+  def perturbed(row, col):
+    delta = np.zeros((1, 8, 8, 8), np.float32)
+    delta[0, row, col] = 5.
+    return attention(x + delta).numpy()
+
+  # (0, 0) shares the rolled bottom-right window with (6..7, 6..7) but sits
+  # in another region: those outputs must not change at all.
+  changed = perturbed(0, 0)
+  np.testing.assert_array_equal(changed[0, 6:, 6:], out[0, 6:, 6:])
+  # Nor anywhere outside the perturbed position's own region of that window.
+  untouched = np.ones((8, 8), bool)
+  untouched[:2, :2] = False
+  np.testing.assert_array_equal(changed[0][untouched], out[0][untouched])
+  # Control: a position of the same region does reach (7, 7).
+  assert np.abs(perturbed(6, 6)[0, 7, 7] - out[0, 7, 7]).max() > 1e-4
+  # The mask itself: the last window has four regions of 2x2 positions.
+  mask = shifted_window_mask(8, 8, 4).numpy()
+  assert mask.shape == (4, 16, 16)
+  assert np.all(mask[0] == 0)  # a window with no wrapped content
+  assert np.sum(mask[3] == 0) == 4 * 4 * 4
+
+
+def test_forward_contract(tiny_models):
+  model = tiny_models["tcm-s"]
+  assert model.stride == 64  # tiny windows: 16 x 4 and 32 x 2
+  assert model.string_names == ("y0", "y1", "y2", "y3", "y4", "z")
+  x = tf.random.uniform((2, 64, 128, 3))
+  out = model(x, training=True)
+  assert out["x_hat"].shape == x.shape
+  assert set(out["bits"]) == set(model.string_names)
+  for bits in out["bits"].values():
+    assert bits.shape == (2,)
+    assert np.all(np.isfinite(bits.numpy())) and np.all(bits.numpy() > 0)
+  # The scale branch gets gradients (it is reached only through the rate).
+  with tf.GradientTape() as tape:
+    terms = model.rd_loss(x, model(x, training=True))
+  variables = model.h_scale_s.trainable_variables
+  assert all(g is not None for g in tape.gradient(terms["loss"], variables))
+
+
+def _kodak_crop():
+  path = os.path.join(KODAK, "kodim23.png")
+  if not os.path.exists(path):
+    pytest.skip("Kodak not available")
+  return np.asarray(Image.open(path).convert("RGB"))[200:328, 300:492]
+
+
+@pytest.mark.parametrize("image", ["odd", "kodak"])
+def test_round_trip_is_bit_exact(tiny_models, image):
+  model = tiny_models["tcm-s"]
+  image = random_image(65, 97, seed=3) if image == "odd" else _kodak_crop()
+  height, width = image.shape[:2]
+  data = codec.encode_image(model, image, quality=1)
+  decoded = codec.decode_bytes(data, model=model)
+  assert decoded.shape == image.shape
+  # The decoder's float reconstruction equals the encoder side's forward
+  # pass with real rounding: every slice saw identical means and scales.
+  strings, shapes = model.compress(image)
+  x = pad_to_multiple(tf.constant(image, tf.float32)[None] / 255.,
+                      model.stride)
+  x_hat = model(x, training=False)["x_hat"].numpy()
+  np.testing.assert_array_equal(
+      model.decompress_latents(strings, shapes).numpy(), x_hat)
+  np.testing.assert_array_equal(
+      decoded, model._to_image(x_hat, tf.constant([height, width])).numpy())
