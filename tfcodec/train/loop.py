@@ -28,7 +28,8 @@ from tfcodec import zoo
 from tfcodec.models import create_model
 from tfcodec.models.base import pad_to_multiple
 from tfcodec.train import data, distribute
-from tfcodec.train.precision import resolve_precision
+from tfcodec.train.precision import (resolve_precision,
+                                     use_inference_arithmetic_in_training)
 
 
 def learning_rate(step, lr, milestones, gamma, backoff):
@@ -160,6 +161,7 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
   """
   # Multi-worker collectives must be configured before any other TF work.
   dist = distribute.create_strategy(strategy)
+  use_inference_arithmetic_in_training()
   precision = resolve_precision(precision)
   tf.keras.mixed_precision.set_global_policy(precision)
   if metric == "ms-ssim" and patch_size < 161:
