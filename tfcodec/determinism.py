@@ -54,9 +54,11 @@ def _tables_digest(model):
 
 def _load_models(spec, snapshot_dir):
   """{label: model} for "tiny" or a list of "name:metric:quality"."""
-  if spec == "tiny":
+  if spec == "tiny" or spec.startswith("tiny:"):
+    # "tiny:a+b" restricts the tiny models to the named architectures.
     from tfcodec import testing
-    return testing.load_tiny_models(snapshot_dir)
+    names = spec[5:].split("+") if spec.startswith("tiny:") else None
+    return testing.load_tiny_models(snapshot_dir, names)
   from tfcodec import codec
   models = {}
   for item in spec.split(","):
