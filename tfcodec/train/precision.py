@@ -42,17 +42,18 @@ def resolve_precision(precision, flags=None):
 def use_inference_arithmetic_in_training():
   """Turns off Grappler's remapper (op fusion) for the whole process.
 
-  Measured here (TF 2.14.1, oneDNN, AVX512-BF16 CPU): with the remapper on,
-  the traced training step computes a different function from the forward
-  pass that evaluation and coding run. A mbt2018-mean run reported 26-27 dB on
-  its training batches at step 7,000 while the same weights gave -16 dB on the
-  same batches outside the training step (eager, or a forward-only graph),
-  and Kodak fell from 17.4 dB (step 1,000) to 5.4 dB (step 4,000): the
-  optimiser had fitted the fused kernels' behaviour. Resuming that checkpoint
-  with the remapper off made the training step report -1.6 dB at once. The
-  same fusions crashed the Cheng 2020 residual blocks (remapper error, then a
-  segfault). Training must optimise the function the codec runs, so fusion
-  stays off while training.
+  History, so nobody re-learns it: two sessions of training produced weights
+  that scored 26 dB on their training batches and 5-16 dB on Kodak. The
+  cause was not fusion but tfc.GDN's `if self.alpha == 1` evaluating to
+  False inside the traced training step under `absl.app.run`, so training
+  optimised x / (beta + gamma x) instead of |x| (fixed in
+  tfcodec.layers.exact.GDN; tests/test_traced_equals_eager.py). That wrong
+  function divides by values near zero, and on it the remapper's fused
+  kernels visibly changed results (a resume with fusion on reported 26.8 dB,
+  off -1.6 dB), which is how fusion first came under suspicion. Fusion stays
+  off while training so the optimiser sees the same unfused arithmetic as
+  evaluation and coding; measured here its cost is small (a fixed-GDN
+  mbt2018-mean step at 8x128^2 bf16 runs 0.36-0.40 s with it off).
   """
   import tensorflow as tf
   tf.config.optimizer.set_experimental_options({"remapping": False})
