@@ -32,6 +32,9 @@ def test_train_resume_export_and_code(tmp_path):
   assert all(np.isfinite(r["loss"]) for r in records if r["event"] == "train")
   evals = [r for r in records if r["event"] == "eval"]
   assert [r["step"] for r in evals] == [3] and evals[0]["bpp"] > 0
+  # The traced step and eager evaluation compute the same function.
+  checks = [r for r in records if r["event"] == "consistency"]
+  assert [r["step"] for r in checks] == [3] and checks[0]["ok"], checks
   summary = loop.run_summary(run_dir)
   assert summary["steps"] == 5 and summary["train_wall_hours"] > 0
 
