@@ -35,7 +35,8 @@ def test_file_bits_match_estimated_bits_on_kodak(name, metric, quality):
   assert len(data) - payload_bits // 8 < 64
   decoded = codec.decode_bytes(data)
   assert decoded.shape == image.shape
-  # A decode-sanity floor, not a quality claim (quality is measured in
-  # tfcodec/weights/README.md): untrained weights give ~10-12 dB here.
-  # The bundled q1 snapshot gives 14.4 dB on kodim23.
-  assert metrics.psnr(image, decoded) > 13.5
+  # A floor that fails for broken or mis-trained weights, not a quality
+  # claim (measured in tfcodec/weights/README.md): untrained weights give
+  # ~10-12 dB here, the GDN-defect weights 14.4 dB; the bundled q1 gives
+  # 28.3 dB (0.139 bpp) and q3 30.1 dB (0.290 bpp) on kodim23.
+  assert metrics.psnr(image, decoded) > 26.
