@@ -168,7 +168,8 @@ def test_mixture_coder_round_trips_with_escapes():
   np.testing.assert_array_equal(y_hat.numpy(), expected)
   escaped = int(state[1].concat().shape[0])
   assert escaped >= 3
-  _, decoded = coder.decode_step(coder.decoder_state(string, _OneStep()), raw)
+  _, decoded = coder.decode_step(
+      coder.decoder_state(string, _OneStep(), 8), raw)
   np.testing.assert_array_equal(decoded.numpy(), expected)
   # The escaped values sit at the end of the string as int16.
   assert len(string.numpy()) > 2 * escaped

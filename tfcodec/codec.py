@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcodec import zoo
+from tfcodec.entropy import guard
 from tfcodec.io.bitstream import MAX_UNTILED_PIXELS, Bitstream, FormatError
 from tfcodec.io.images import ImageError, atomic_write, read_image, write_png
 from tfcodec.models import MODELS, QUALITIES
@@ -163,10 +164,19 @@ def decode_bytes(data, model=None, loader=None):
           [tf.constant(s, tf.int32) for s in shapes],
           tf.constant([tile_h, tile_w], tf.int32))
     except tf.errors.OpError as e:
-      raise FormatError("entropy-coded data is invalid "
-                        f"({e.message.splitlines()[0]})") from e
+      raise FormatError(f"entropy-coded data is invalid ({_op_error(e)})") from e
     image[top:top + tile_h, left:left + tile_w] = tile.numpy()
   return image
+
+
+def _op_error(error):
+  """The informative line of a TF op error (graph errors start with a banner)."""
+  lines = [line.strip() for line in error.message.splitlines() if line.strip()]
+  for line in lines:
+    if guard.DAMAGED in line:
+      return line[line.index(guard.DAMAGED):].split("\t")[0].rstrip(". ")
+  useful = [l for l in lines if not l.startswith("Graph execution error")]
+  return (useful or lines or ["unknown error"])[0][:200]
 
 
 # -- folder-level operations (encoder.py / decoder.py) ------------------------

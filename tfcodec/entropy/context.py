@@ -38,6 +38,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 from tensorflow_compression.python.ops import gen_ops
 
+from tfcodec.entropy import guard
 from tfcodec.entropy import models as entropy_models
 from tfcodec.layers.masked import causal_taps
 
@@ -195,9 +196,12 @@ class GaussianStepCoder:
     return gen_ops.entropy_encode_finalize(handle)
 
   # -- decoder -----------------------------------------------------------
-  def decoder_state(self, string, schedule):
-    del schedule
-    return gen_ops.create_range_decoder(string, self._coder.cdf)
+  def decoder_state(self, string, schedule, channels):
+    # Padded so a damaged string cannot hang the decoder (entropy.guard); the
+    # symbols are not re-encoded here, so a damaged string decodes to garbage.
+    num_symbols = schedule.height * schedule.width * channels
+    return gen_ops.create_range_decoder(
+        guard.padded_strings(string, num_symbols), self._coder.cdf)
 
   def decode_step(self, handle, raw):
     indexes, means = self.coding_parameters(raw)

@@ -182,7 +182,8 @@ class MixtureStepCoder:
         bytes_to_string(escape_bytes)])
 
   # -- decoder -----------------------------------------------------------
-  def decoder_state(self, string, schedule):
+  def decoder_state(self, string, schedule, channels):
+    del channels
     values = tf.cast(tf.io.decode_raw(string, tf.uint8), tf.int32)
     lengths, used = parse_varints(values, schedule.num_steps)
     offsets = used + tf.cumsum(lengths, exclusive=True)

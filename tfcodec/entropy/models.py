@@ -5,6 +5,8 @@ import math
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from tfcodec.entropy import guard
+
 SCALE_MIN = 0.11
 SCALE_MAX = 256.
 NUM_SCALES = 64
@@ -97,10 +99,35 @@ class FactorizedPrior(tf.Module):
     return self._coder
 
   def compress(self, latent):
-    return self.coder.compress(tf.cast(latent, tf.float32))
+    latent = tf.cast(latent, tf.float32)
+    symbols = tf.round(latent - self._offset()) - tf.cast(
+        self.coder.cdf_offset, tf.float32)
+    with tf.control_dependencies([guard.assert_encodable(symbols)]):
+      return self.coder.compress(latent)
+
+  def compress_with_reconstruction(self, latent):
+    """Encoder side of a hyperprior: (strings, latent as the decoder gets it).
+
+    The reconstruction is decoded from the strings themselves, so whatever
+    the encoder conditions y on is bit for bit what the decoder will have.
+    """
+    strings = self.compress(latent)
+    return strings, self.decompress(strings, tf.shape(latent)[1:3])
+
+  def _offset(self):
+    offset = self.coder.quantization_offset
+    return 0. if offset is None else offset
 
   def decompress(self, strings, spatial_shape):
-    return self.coder.decompress(strings, spatial_shape)
+    """tfc's decompress, in bounded time and verified (tfcodec.entropy.guard)."""
+    coder = self.coder
+    strings = tf.convert_to_tensor(strings, tf.string)
+    spatial_shape = tf.convert_to_tensor(spatial_shape, tf.int32)
+    decode_shape = tf.concat([spatial_shape, [self.channels]], 0)
+    symbols = guard.decode_channel(strings, decode_shape, coder.cdf)
+    symbols = tf.reshape(symbols + coder.cdf_offset,
+                         tf.concat([tf.shape(strings), decode_shape], 0))
+    return tf.cast(symbols, tf.float32) + self._offset()
 
 
 class GaussianConditional(tf.Module):
@@ -153,8 +180,19 @@ class GaussianConditional(tf.Module):
     return self._coder
 
   def compress(self, latent, scale_indexes, means=None):
-    return self.coder.compress(tf.cast(latent, tf.float32), scale_indexes,
-                               loc=means)
+    latent = tf.cast(latent, tf.float32)
+    centred = latent if means is None else latent - means
+    with tf.control_dependencies([guard.assert_encodable(tf.round(centred))]):
+      return self.coder.compress(latent, scale_indexes, loc=means)
 
   def decompress(self, strings, scale_indexes, means=None):
-    return self.coder.decompress(strings, scale_indexes, loc=means)
+    """tfc's decompress, in bounded time and verified (tfcodec.entropy.guard)."""
+    coder = self.coder
+    # The table lookup tfc's own decompress does (clip, then integer index).
+    flat_indexes = coder._flatten_indexes(  # pylint: disable=protected-access
+        coder._normalize_indexes(scale_indexes))  # pylint: disable=protected-access
+    decode_shape = tf.shape(flat_indexes)[-3:]
+    symbols = guard.decode_index(strings, flat_indexes, decode_shape, coder.cdf)
+    values = tf.cast(symbols + tf.gather(coder.cdf_offset, flat_indexes),
+                     tf.float32)
+    return values if means is None else values + means

@@ -142,8 +142,7 @@ class ScaleHyperpriorModel(CompressionModel):
     y = self.g_a(x)
     z = self.h_a(tf.abs(y))
     y_shape, z_shape = tf.shape(y)[1:3], tf.shape(z)[1:3]
-    z_string = self.z_prior.compress(z)
-    z_hat = self.z_prior.decompress(z_string, z_shape)
+    z_string, z_hat = self.z_prior.compress_with_reconstruction(z)
     scale_indexes = self.h_s(z_hat)[:, :y_shape[0], :y_shape[1], :]
     y_string = self.y_conditional.compress(y, scale_indexes)
     return (y_string[0], z_string[0]), (y_shape, z_shape)

@@ -108,8 +108,7 @@ class MeanScaleHyperpriorModel(CompressionModel):
     y = self.g_a(x)
     z = self.h_a(y)
     y_shape, z_shape = tf.shape(y)[1:3], tf.shape(z)[1:3]
-    z_string = self.z_prior.compress(z)
-    z_hat = self.z_prior.decompress(z_string, z_shape)
+    z_string, z_hat = self.z_prior.compress_with_reconstruction(z)
     scale_indexes, means = self.entropy_parameters(z_hat, y_shape)
     y_string = self.y_conditional.compress(y, scale_indexes, means)
     return (y_string[0], z_string[0]), (y_shape, z_shape)
@@ -262,8 +261,7 @@ class JointContextModel(CompressionModel):
     y = tf.cast(self.g_a(x), tf.float32)
     z = self.h_a(y)
     y_shape, z_shape = tf.shape(y)[1:3], tf.shape(z)[1:3]
-    z_string = self.z_prior.compress(z)
-    z_hat = self.z_prior.decompress(z_string, z_shape)
+    z_string, z_hat = self.z_prior.compress_with_reconstruction(z)
     y_flat = tf.reshape(y[0], (-1, self.M))
     coder = self._step_coder
 
@@ -291,7 +289,7 @@ class JointContextModel(CompressionModel):
       return coder.decode_step(state, raw)
 
     y_hat, state = self._wavefront(
-        z_hat, y_shape, code_step, coder.decoder_state(y_string, schedule))
+        z_hat, y_shape, code_step, coder.decoder_state(y_string, schedule, self.M))
     coder.decoder_finish(state)
     return y_hat
 

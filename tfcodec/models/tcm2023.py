@@ -273,8 +273,7 @@ class TCMModel(CompressionModel):
     y = self.g_a(x)
     z = self.h_a(y)
     y_shape, z_shape = tf.shape(y)[1:3], tf.shape(z)[1:3]
-    z_string = self.z_prior.compress(z)
-    z_hat = self.z_prior.decompress(z_string, z_shape)
+    z_string, z_hat = self.z_prior.compress_with_reconstruction(z)
     latent_means, latent_scales = self.hyper_synthesis(z_hat)
     y_hat_slices, y_strings = [], []
     for i, y_slice in enumerate(self._slices(y)):
