@@ -288,10 +288,14 @@ def test_cli_writes_compressai_layout_rddata_and_bd_table(tmp_path, capsys):
   bd = json.loads((rdd / "bd_rate.json").read_text())
   assert bd["tests"] == ["JPEG 4:4:4", "WebP"] and bd["max_bpp"] == 2.0
   assert set(bd["psnr"]) == {"JPEG 4:4:4 vs WebP", "WebP vs JPEG 4:4:4"}
-  # Regenerating from the JSON alone gives the same README.
+  # Regenerating from the JSON alone gives the same README, and the .dat
+  # files follow the JSON (here: rebuilt after being deleted).
+  (rdd / "dat" / "webp_PSNR.dat").unlink()
   assert eval_main(["--from-results", str(rdd / "results"), "--rddata", str(rdd),
                     "--anchors", str(tmp_path / "no-anchors")]) == 0
   assert (rdd / "README.md").read_text() == readme
+  assert len(rd.read_dat(rdd / "dat" / "webp_PSNR.dat")[0]) == len(
+      baselines.WebP().settings)
 
 
 def test_cli_rejects_unknown_models_and_folders(tmp_path, capsys):

@@ -217,6 +217,10 @@ def main(argv=None, out=None):
     if not (args.from_results and os.path.isdir(target) and
             os.path.samefile(args.from_results, target)):
       rddata.write_results(args.rddata, curves, fresh=args.fresh)
+    else:
+      # The JSON files are the inputs; the .dat files are derived from them.
+      for curve in curves:
+        rddata.write_dats(curve, os.path.join(args.rddata, "dat"))
     bd_lines = rddata.build(args.rddata, args.anchors, out=out)
     print(f"\nwrote {args.rddata}/ (results, dat, published, plots, README.md)",
           file=out)
