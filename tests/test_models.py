@@ -48,7 +48,7 @@ def test_quality_table():
 
 
 @pytest.mark.parametrize("name", ["bmshj2018-factorized", "bmshj2018-hyperprior",
-                                  "mbt2018-mean"])
+                                  "mbt2018-mean", "tcm-s"])
 def test_forward_contract(tiny_models, name):
   model = tiny_models[name]
   x = tf.random.uniform((2, 64, 128, 3))

@@ -65,17 +65,11 @@ def test_shifted_window_mask_blocks_pairs_that_wrapped_around():
   assert np.sum(mask[3] == 0) == 4 * 4 * 4
 
 
-def test_forward_contract(tiny_models):
+def test_tiny_tcm_strides_and_strings(tiny_models):
+  # The forward contract itself is tests/test_models.py::test_forward_contract.
   model = tiny_models["tcm-s"]
   assert model.stride == 64  # tiny windows: 16 x 4 and 32 x 2
   assert model.string_names == ("y0", "y1", "y2", "y3", "y4", "z")
-  x = tf.random.uniform((2, 64, 128, 3))
-  out = model(x, training=True)
-  assert out["x_hat"].shape == x.shape
-  assert set(out["bits"]) == set(model.string_names)
-  for bits in out["bits"].values():
-    assert bits.shape == (2,)
-    assert np.all(np.isfinite(bits.numpy())) and np.all(bits.numpy() > 0)
   # No gradient check here: an eager tape.gradient through the tiny TCM
   # aborted the process (heap corruption inside conv2d_backprop_input) on
   # this machine; see docs/ARCHITECTURE.md, "TCM", open issues.
