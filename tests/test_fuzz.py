@@ -49,3 +49,27 @@ def test_bounded_fuzz_run_has_no_crash_hang_or_traceback(tiny_models,
     pytest.xfail(f"{counts['hang']} hang(s) in tfc's range decoder: "
                  f"{log.getvalue().strip()}")
   assert starts == 1
+
+
+# make fuzz case 1162 (byte edits of a tiny cheng2020-gmm file): TF raised
+# UnicodeDecodeError instead of the op's error, which escaped decode_bytes.
+_UNDECODABLE_ERROR_CASE = (
+    "54464349010d6368656e67323032302d676d6d01000000002800000038020200"
+    "0000040000000402000000010000000102000000ec0e0e101e0f0f1e0e0e160d"
+    "7f09fff1000cfff1ffe201bbfe1dfe5ffff0000afff0fff0fff30024fd19fff1"
+    "000afff100aff873f5f0082d0508001cfe8c020c02c002b1ffd8003fff00006f"
+    "ff87ff7ffe6001a001800180ffee0020ffd2ffd2ffdc002d26ac27fd9c0df7dd"
+    "14199be40fdac01e440c000f07d1cd2ac558c54c2b6201a0fefd0737f793f600"
+    "f82e073807d20738ffaa0237fb9012944f9cb064bf28e6307dcfef947cccec36"
+    "7cdb13d20027fffffe4ffdf4bbae3c1a67087063d426007e26d5000c0011d929"
+    "ecd70cc6109bb8000a000b53b0730079d04cb6ffa24d0009000702e1708ca5ff"
+    "ef0000000698bf191ca9175cc1e631"
+)
+
+
+def test_op_error_with_undecodable_message_is_a_format_error(tiny_models):
+  from tfcodec import codec
+  from tfcodec.io.bitstream import FormatError
+  data = bytes.fromhex(_UNDECODABLE_ERROR_CASE)
+  with pytest.raises(FormatError, match="entropy-coded data is invalid"):
+    codec.decode_bytes(data, loader=lambda name, quality, metric: tiny_models[name])

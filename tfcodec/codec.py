@@ -165,6 +165,11 @@ def decode_bytes(data, model=None, loader=None):
           tf.constant([tile_h, tile_w], tf.int32))
     except tf.errors.OpError as e:
       raise FormatError(f"entropy-coded data is invalid ({_op_error(e)})") from e
+    except UnicodeDecodeError as e:
+      # TF raises this instead of the op's error when the error message holds
+      # bytes of the damaged string (seen in make fuzz on cheng2020-gmm).
+      raise FormatError("entropy-coded data is invalid (the decoder's error "
+                        "message held undecodable bytes)") from e
     image[top:top + tile_h, left:left + tile_w] = tile.numpy()
   return image
 
