@@ -85,35 +85,32 @@ def assert_encodable(symbols):
       message="latent value too large to entropy-code")
 
 
-def decode_index(strings, flat_indexes, decode_shape, cdf):
-  """Guarded `entropy_decode_index`: symbols relative to the table offsets."""
+def _decode(strings, decode_shape, cdf, flat_indexes=None):
+  """Guarded decode: `entropy_decode_index` when `flat_indexes` is given (one
+  table per symbol), else `entropy_decode_channel` (one table per channel).
+  Returns the symbols relative to the table offsets."""
   strings = tf.convert_to_tensor(strings, tf.string)
-  num_symbols = tf.reduce_prod(decode_shape)
   handle = gen_ops.create_range_decoder(
-      padded_strings(strings, num_symbols), cdf)
-  handle, symbols = gen_ops.entropy_decode_index(
-      handle, flat_indexes, decode_shape, tf.int32)
+      padded_strings(strings, tf.reduce_prod(decode_shape)), cdf)
+  encoder = gen_ops.create_range_encoder(tf.shape(strings), cdf)
+  if flat_indexes is None:
+    _, symbols = gen_ops.entropy_decode_channel(handle, decode_shape, tf.int32)
+    encode = lambda values: gen_ops.entropy_encode_channel(encoder, values)  # noqa: E731
+  else:
+    _, symbols = gen_ops.entropy_decode_index(
+        handle, flat_indexes, decode_shape, tf.int32)
+    encode = lambda values: gen_ops.entropy_encode_index(  # noqa: E731
+        encoder, flat_indexes, values)
+  return _check_and_reencode(
+      strings, symbols,
+      lambda values: gen_ops.entropy_encode_finalize(encode(values)))
 
-  def encode(values):
-    encoder = gen_ops.create_range_encoder(tf.shape(strings), cdf)
-    encoder = gen_ops.entropy_encode_index(encoder, flat_indexes, values)
-    return gen_ops.entropy_encode_finalize(encoder)
 
-  return _check_and_reencode(strings, symbols, encode)
+def decode_index(strings, flat_indexes, decode_shape, cdf):
+  """Guarded `entropy_decode_index` (indexed tables: Gaussian conditionals)."""
+  return _decode(strings, decode_shape, cdf, flat_indexes)
 
 
 def decode_channel(strings, decode_shape, cdf):
   """Guarded `entropy_decode_channel` (factorized priors)."""
-  strings = tf.convert_to_tensor(strings, tf.string)
-  num_symbols = tf.reduce_prod(decode_shape)
-  handle = gen_ops.create_range_decoder(
-      padded_strings(strings, num_symbols), cdf)
-  handle, symbols = gen_ops.entropy_decode_channel(
-      handle, decode_shape, tf.int32)
-
-  def encode(values):
-    encoder = gen_ops.create_range_encoder(tf.shape(strings), cdf)
-    encoder = gen_ops.entropy_encode_channel(encoder, values)
-    return gen_ops.entropy_encode_finalize(encoder)
-
-  return _check_and_reencode(strings, symbols, encode)
+  return _decode(strings, decode_shape, cdf)
