@@ -19,10 +19,9 @@ from tfcodec.entropy import guard
 from tfcodec.io.bitstream import MAX_UNTILED_PIXELS, Bitstream, FormatError
 from tfcodec.io.images import ImageError, atomic_write, read_image, write_png
 from tfcodec.models import MODELS, QUALITIES
+from tfcodec.models.base import latent_shape
 
 # Downsampling factor of each latent, for models that do not declare their own
-# `latent_factors`: y at 1/16 of the padded image, the hyper-latent z at 1/64.
-LATENT_FACTORS = {"y": 16, "z": 64}
 
 _MODEL_CACHE = {}
 
@@ -82,13 +81,13 @@ def expected_latent_shapes(model_cls, height, width):
   """
   padded_h = -(-height // model_cls.stride) * model_cls.stride
   padded_w = -(-width // model_cls.stride) * model_cls.stride
-  factors = getattr(model_cls, "latent_factors", None) or LATENT_FACTORS
+  factors = model_cls.latent_factors
   shapes = []
   for name in model_cls.shape_names:
     if name not in factors:
       raise FormatError(f"{model_cls.model_name} does not say how latent "
                         f"{name!r} is downsampled (latent_factors)")
-    shapes.append([padded_h // factors[name], padded_w // factors[name]])
+    shapes.append(latent_shape(factors[name], padded_h, padded_w))
   return shapes
 
 

@@ -41,14 +41,14 @@ DESCRIPTION = (
 def expected_latent_shapes(model, height, width):
   """Latent shapes (int32 [2] tensors) for an image size, in the graph.
 
-  The graph twin of `codec._expected_shapes`: y is at 1/16 and z at 1/64 of
-  the image padded to the model's stride.
+  The graph twin of `codec._expected_shapes`, from the model's
+  `latent_factors` and the image padded to the model's stride.
   """
   import tensorflow as tf
-  factors = {"y": 16, "z": 64}
+  from tfcodec.models.base import latent_shape
   padded_h = (height + model.stride - 1) // model.stride * model.stride
   padded_w = (width + model.stride - 1) // model.stride * model.stride
-  return [tf.stack([padded_h // factors[n], padded_w // factors[n]])
+  return [tf.stack(latent_shape(model.latent_factors[n], padded_h, padded_w))
           for n in model.shape_names]
 
 

@@ -32,6 +32,16 @@ def pad_to_multiple(x, multiple):
   return tf.gather(tf.gather(x, rows, axis=1), cols, axis=2)
 
 
+def latent_shape(factor, padded_height, padded_width):
+  """[h, w] of a latent downsampled by `factor` (None: a fixed 1x1 latent).
+
+  Works on Python ints and on int32 tensors alike.
+  """
+  if factor is None:
+    return [1, 1]
+  return [padded_height // factor, padded_width // factor]
+
+
 def mse_to_psnr(mse, peak=255.):
   return 10. * tf.math.log(peak ** 2 / mse) / tf.math.log(10.)
 
@@ -42,6 +52,11 @@ class CompressionModel(tf.keras.Model):
   stride = 64
   string_names = ()
   shape_names = ()
+  # Downsampling factor of each latent named in `shape_names`, relative to
+  # the image padded to `stride`; None marks a latent of fixed shape 1x1
+  # (Informer's global hyperprior). Lets a header be validated from the
+  # class alone, before any model is built.
+  latent_factors = {"y": 16, "z": 64}
 
   def __init__(self, lmbda=0.01, metric="mse", **kwargs):
     super().__init__(**kwargs)

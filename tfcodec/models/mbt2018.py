@@ -169,7 +169,9 @@ class JointContextModel(CompressionModel):
   Subclasses set the transforms (g_a, g_s, h_a, h_s; h_s emits psi with 2M
   channels) and call `_build_entropy(...)`. `likelihood` is "gaussian"
   (mean-scale, 2M raw parameters: scale indexes then means) or "gmm"
-  (K = 3 discretized Gaussian mixture, 9M raw parameters).
+  (K = 3 discretized Gaussian mixture, 9M raw parameters). The hyperprior
+  sits behind four hooks (`side_information`, `parameter_inputs`,
+  `encode_side`/`decode_side`, `coding_side`), which Informer replaces.
 
   Training: the context model sees y + U(-1/2, 1/2), the same noisy sample the
   rate is measured on and g_s reconstructs. Evaluation forward: the context
@@ -191,7 +193,8 @@ class JointContextModel(CompressionModel):
     self.context = MaskedConv2D(2 * M, 5, name="context")
     self.entropy_parameters = EntropyParameters(
         hidden, out_channels, activation=activation, final_bias=final_bias)
-    self.z_prior = FactorizedPrior(z_channels, name="z_prior")
+    if z_channels is not None:  # None: the subclass brings its own priors
+      self.z_prior = FactorizedPrior(z_channels, name="z_prior")
     if likelihood == "gaussian":
       self.y_conditional = GaussianConditional(name="y_conditional")
       self._step_coder = GaussianStepCoder(self.y_conditional)
@@ -207,20 +210,52 @@ class JointContextModel(CompressionModel):
   # -- forward (training and evaluation) ---------------------------------
   def call(self, x, training=False):
     y = tf.cast(self.g_a(x), tf.float32)
-    z = self.h_a(y)
-    z_hat, z_bits = self.z_prior(z, training=training)
-    psi = tf.cast(self.h_s(z_hat), tf.float32)
+    side, side_bits = self.side_information(y, training)
     if training:
       y_tilde = y + tf.random.uniform(tf.shape(y), -.5, .5)
     else:
       y_tilde = tf.round(y)
     raw = self.entropy_parameters(
-        tf.concat([psi, self.context(y_tilde)], axis=-1))
+        self.parameter_inputs(side, self.context(y_tilde)))
     y_hat, likelihood = self._y_likelihood(y, y_tilde, raw, training)
     y_bits = tf.reduce_sum(-tf.math.log(likelihood), axis=(1, 2, 3))
     y_bits /= tf.math.log(2.)
     x_hat = self.g_s(y_hat)
-    return dict(x_hat=x_hat, bits=dict(y=y_bits, z=z_bits))
+    return dict(x_hat=x_hat, bits=dict(y=y_bits, **side_bits))
+
+  # -- the hyperprior: the part Informer (informer2022.py) replaces ---------
+  def side_information(self, y, training):
+    """Training/evaluation forward of the hyperprior.
+
+    -> (side: what `parameter_inputs` needs, {latent name: bits per image}).
+    """
+    z = self.h_a(y)
+    z_hat, z_bits = self.z_prior(z, training=training)
+    return tf.cast(self.h_s(z_hat), tf.float32), dict(z=z_bits)
+
+  def parameter_inputs(self, psi, context):
+    """Input of the entropy-parameter network at every position (training)."""
+    return tf.concat([psi, context], axis=-1)
+
+  def encode_side(self, y):
+    """-> (side strings, side latent shapes, decoded side for `coding_side`)."""
+    z = self.h_a(y)
+    z_string, z_hat = self.z_prior.compress_with_reconstruction(z)
+    return [z_string[0]], [tf.shape(z)[1:3]], z_hat
+
+  def decode_side(self, strings, shapes):
+    (z_string,), (z_shape,) = strings, shapes
+    return self.z_prior.decompress(z_string[None], z_shape)
+
+  def coding_side(self, z_hat, y_shape):
+    """-> (per-position hyperprior features [H*W, 2M] NETWORK_DTYPE,
+    f(positions, context [P, 2M]) -> entropy-parameter inputs [P, 4M])."""
+    psi = self.h_s(z_hat)[0, :y_shape[0], :y_shape[1], :]
+    psi = tf.reshape(tf.cast(psi, NETWORK_DTYPE), (-1, 2 * self.M))
+
+    def inputs(positions, context):
+      return tf.concat([tf.gather(psi, positions), context], axis=-1)
+    return inputs
 
   def _y_likelihood(self, y, y_tilde, raw, training):
     raw = tf.cast(raw, tf.float32)
@@ -240,47 +275,43 @@ class JointContextModel(CompressionModel):
     return y_hat, lower_bound(likelihood, LIKELIHOOD_BOUND)
 
   # -- coding --------------------------------------------------------------
-  def _wavefront(self, z_hat, y_shape, code_step, state):
+  def _wavefront(self, side, y_shape, code_step, state):
     """Runs the shared encoder/decoder loop; returns (y_hat, coder state)."""
     schedule = WavefrontSchedule(y_shape[0], y_shape[1])
-    psi = self.h_s(z_hat)[0, :y_shape[0], :y_shape[1], :]
-    psi = tf.reshape(tf.cast(psi, NETWORK_DTYPE), (-1, 2 * self.M))
+    parameter_inputs = self.coding_side(side, y_shape)
     context_kernel = self.context.causal_kernel(NETWORK_DTYPE)
     context_bias = tf.cast(self.context.bias, NETWORK_DTYPE)
     layers = self.entropy_parameters.coding_layers()
 
     def step_parameters(positions, neighbours):
       context = tf.matmul(neighbours, context_kernel) + context_bias
-      inputs = tf.concat([tf.gather(psi, positions), context], axis=-1)
-      return apply_coding_layers(layers, inputs)
+      return apply_coding_layers(layers, parameter_inputs(positions, context))
 
     return run_wavefront(schedule, self.M, step_parameters, code_step, state)
 
   def encode_latents(self, x):
     """-> (strings, shapes, y_hat): y_hat is exactly what the decoder gets."""
     y = tf.cast(self.g_a(x), tf.float32)
-    z = self.h_a(y)
-    y_shape, z_shape = tf.shape(y)[1:3], tf.shape(z)[1:3]
-    z_string, z_hat = self.z_prior.compress_with_reconstruction(z)
+    y_shape = tf.shape(y)[1:3]
+    side_strings, side_shapes, side = self.encode_side(y)
     y_flat = tf.reshape(y[0], (-1, self.M))
     coder = self._step_coder
 
     def code_step(state, positions, raw):
       return coder.encode_step(state, raw, tf.gather(y_flat, positions))
 
-    y_hat, state = self._wavefront(z_hat, y_shape, code_step,
+    y_hat, state = self._wavefront(side, y_shape, code_step,
                                    coder.encoder_state())
     y_string = coder.encoder_finish(state)
-    return (y_string, z_string[0]), (y_shape, z_shape), y_hat
+    return (y_string, *side_strings), (y_shape, *side_shapes), y_hat
 
   def compress_latents(self, x):
     strings, shapes, _ = self.encode_latents(x)
     return strings, shapes
 
   def decode_latents(self, strings, latent_shapes):
-    y_string, z_string = strings
-    y_shape, z_shape = latent_shapes
-    z_hat = self.z_prior.decompress(z_string[None], z_shape)
+    y_string, y_shape = strings[0], latent_shapes[0]
+    side = self.decode_side(list(strings[1:]), list(latent_shapes[1:]))
     coder = self._step_coder
     schedule = WavefrontSchedule(y_shape[0], y_shape[1])
 
@@ -289,7 +320,7 @@ class JointContextModel(CompressionModel):
       return coder.decode_step(state, raw)
 
     y_hat, state = self._wavefront(
-        z_hat, y_shape, code_step, coder.decoder_state(y_string, schedule, self.M))
+        side, y_shape, code_step, coder.decoder_state(y_string, schedule, self.M))
     coder.decoder_finish(state)
     return y_hat
 
