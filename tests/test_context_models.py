@@ -1,4 +1,5 @@
-"""Context models (mbt2018, Cheng 2020): wavefront coding, mixtures, exactness.
+"""Context models (mbt2018, Cheng 2020, Informer): wavefront coding, mixtures,
+exactness.
 
 Tiny random models (N = M = 8) from the `tiny_models` fixture; the parameter
 counts of the full-size models are in test_models.py.
@@ -14,7 +15,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import KODAK, ROOT, TINY, random_image
+from conftest import KODAK, ROOT, random_image, tiny_config
 from tfcodec import codec
 from tfcodec.entropy import mixture
 from tfcodec.entropy.context import WavefrontSchedule, run_wavefront
@@ -23,7 +24,7 @@ from tfcodec.models import create_model
 from tfcodec.models.base import pad_to_multiple
 
 CONTEXT_MODELS = ["mbt2018", "cheng2020-anchor", "cheng2020-attn",
-                  "cheng2020-gmm"]
+                  "cheng2020-gmm", "informer"]
 
 
 def _kodak_crop():
@@ -237,11 +238,11 @@ def test_training_forward_and_step(name):
   # eager convolution gradients crashed TF 2.14 here (SIGSEGV in
   # imperative_grad) while the traced training step does not.
   tf.random.set_seed(0)
-  model = create_model(name, **TINY)
+  model = create_model(name, **tiny_config(name))
   x = tf.random.uniform((2, 64, 64, 3), seed=3)
   out = model(x, training=True)
   assert out["x_hat"].shape == x.shape
-  assert set(out["bits"]) == {"y", "z"}
+  assert set(out["bits"]) == set(model.string_names)
   for bits in out["bits"].values():
     assert bits.shape == (2,) and np.all(np.isfinite(bits.numpy()))
 

@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import KODAK, ROOT, TINY, random_image, tiny_config
+from conftest import KODAK, ROOT, random_image, tiny_config
 from tfcodec import cli, codec, export, zoo
 from tfcodec.io import graph_bitstream
 from tfcodec.io.bitstream import Bitstream, FormatError
@@ -153,7 +153,7 @@ def tiny_bmshj2018():
 
 
 CONTEXT_MODELS = ("mbt2018", "cheng2020-anchor", "cheng2020-attn",
-                  "cheng2020-gmm")
+                  "cheng2020-gmm", "informer")
 # Registered names whose graph is another name's at a different width: TCM's
 # sizes differ only in their default N, so at tiny widths they are one graph.
 SAME_GRAPH_AS = {"tcm-m": "tcm-s", "tcm-l": "tcm-s"}
@@ -165,7 +165,7 @@ def tiny_context_models():
   tf.random.set_seed(0)
   models = {}
   for name in CONTEXT_MODELS:
-    models[name] = create_model(name, **TINY)
+    models[name] = create_model(name, **tiny_config(name))
     models[name].freeze()
   return models
 

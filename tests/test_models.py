@@ -23,6 +23,8 @@ SPEC_COUNTS = [
     # The paper's model (official TF1 code): GMM head, transposed h_s.
     ("cheng2020-gmm", 1, 11.196e6),
     ("cheng2020-gmm", 4, 23.847e6),
+    ("informer", 1, 10.940e6),
+    ("informer", 5, 21.308e6),
 ]
 
 

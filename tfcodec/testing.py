@@ -21,12 +21,17 @@ TINY_TCM = dict(N=8, M=40, window=4, hyper_window=2,
                 head_dims=(4, 8, 8, 8, 8, 4), hyper_head_dim=8,
                 hyper_channels=8, attention_channels=16,
                 attention_head_dim=8, attention_window=4, slice_hidden=(16, 16))
+# Informer: M carries 8 tokens of M/8 and 1x1 local z of M/16 channels;
+# attention heads of 8 instead of 64.
+TINY_INFORMER = dict(N=8, M=16, head_dim=8)
 SEED = 0
 
 
 def tiny_config(name):
   """Constructor arguments of a tiny random model of a registered name."""
-  return TINY_TCM if name.startswith("tcm-") else TINY
+  if name.startswith("tcm-"):
+    return TINY_TCM
+  return TINY_INFORMER if name == "informer" else TINY
 
 
 def build_tiny_models(names=None):

@@ -4,7 +4,8 @@ from tfcodec.models.registry import (
     LAMBDAS, MODELS, QUALITIES, create_model, qualities, quality_config,
     register_model)
 # Importing the modules registers their models.
-from tfcodec.models import bmshj2018, cheng2020, mbt2018, tcm2023  # noqa: E402,F401
+from tfcodec.models import (  # noqa: E402,F401
+    bmshj2018, cheng2020, informer2022, mbt2018, tcm2023)
 
 __all__ = ["LAMBDAS", "MODELS", "QUALITIES", "create_model", "qualities",
            "quality_config", "register_model"]

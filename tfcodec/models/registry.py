@@ -19,6 +19,8 @@ _WIDTHS = {
     "bmshj2018-hyperprior": (6, (128, 192), (192, 320)),
     "mbt2018-mean": (5, (128, 192), (192, 320)),
     "mbt2018": (5, (192, 192), (192, 320)),
+    # Informer keeps mbt2018's transforms and its (N, M) by quality.
+    "informer": (5, (192, 192), (192, 320)),
     # Cheng 2020 has one width (N = M): 128 for the low rates, 192 above
     # (CompressAI's zoo has 6 qualities; q7-8 keep N = 192).
     "cheng2020-anchor": (4, (128, 128), (192, 192)),
