@@ -248,8 +248,9 @@ class JointContextModel(CompressionModel):
     return self.z_prior.decompress(z_string[None], z_shape)
 
   def coding_side(self, z_hat, y_shape):
-    """-> (per-position hyperprior features [H*W, 2M] NETWORK_DTYPE,
-    f(positions, context [P, 2M]) -> entropy-parameter inputs [P, 4M])."""
+    """-> f(positions, context [P, 2M] NETWORK_DTYPE) -> the entropy-parameter
+    inputs [P, 4M] of those positions, for the wavefront loop; whatever the
+    function needs from the side information is computed here, once."""
     psi = self.h_s(z_hat)[0, :y_shape[0], :y_shape[1], :]
     psi = tf.reshape(tf.cast(psi, NETWORK_DTYPE), (-1, 2 * self.M))
 
