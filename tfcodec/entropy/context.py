@@ -18,13 +18,12 @@ the live taps of the masked kernel, runs the 1x1 entropy-parameter network on
 
 The encoder runs exactly this loop too (same ops, same batch shapes, same
 order), so the entropy parameters it codes with are the decoder's, bit for bit.
-The per-step networks run in float32 (`NETWORK_DTYPE`); their outputs are
-taken to float64 and snapped to grids (integer scale indexes, means on a 1/64
-grid, mixture weights and log-scales likewise) before any table is built, and
-tables are computed in float64. A rounding difference between two kernels
-(thread count, oneDNN on or off) therefore only matters if it carries a value
-across a grid boundary; within one configuration the computation is
-deterministic.
+The per-step networks use tfcodec.layers.exact's per-row arithmetic (every
+sum an integer below 2^52 in float64), so a position's outputs do not depend
+on the other positions of its step, the thread count or the kernel library;
+their outputs are taken to float64 and snapped to grids (integer scale
+indexes, means on a 1/64 grid, mixture weights and log-scales likewise)
+before any table is built, and tables are computed in float64.
 
 Two coders plug into the loop:
 * `GaussianStepCoder`: mean-scale Gaussian with the 64-entry scale table of
@@ -47,8 +46,8 @@ MEAN_GRID = 64.
 # Keeps snapped means exactly representable in float32 (|m| * 64 < 2^24).
 MEAN_LIMIT = 2. ** 15
 LIKELIHOOD_BOUND = 1e-9
-# The per-step context and entropy-parameter networks; float64 costs about
-# twice the time and does not help against differences that come from psi.
+# What the loop hands to the per-step networks (which compute exactly, per
+# row, whatever the input dtype; tfcodec.layers.exact).
 NETWORK_DTYPE = tf.float32
 
 

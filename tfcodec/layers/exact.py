@@ -46,6 +46,11 @@ def _pow2(exponent):
   return tf.bitcast(tf.bitwise.left_shift(exponent + 1023, 52), tf.float64)
 
 
+def pow2(exponent):
+  """2.0 ** exponent (integer tensor) as float64, exactly."""
+  return _pow2(exponent)
+
+
 def _floor_log2(positive):
   """floor(log2(x)) for positive normal float64 x, read from the exponent."""
   bits = tf.bitcast(positive, tf.int64)
@@ -212,3 +217,103 @@ def prepare_model(model):
       module.prepare_exact()
       count += 1
   return count
+
+
+# -- per-row arithmetic for the networks that run inside the coding loops -----
+#
+# The context models' per-step networks see a different set of positions on
+# every step, and a different batch of them than training or another caller
+# would use. So nothing may depend on a per-image statistic: activations are
+# quantized per row (one position, or one position and head), and every
+# reduction (a matrix product, a layer norm's mean and variance, a softmax's
+# denominator) is a sum of integers below 2^52 in float64, exact in any order.
+# What remains are element-wise operations (+, *, /, sqrt: IEEE, the same
+# everywhere; exp, erf and leaky ReLU: the same on one machine whatever the
+# threads or kernels), and the results are snapped to grids before coding.
+
+
+def quantize_rows(x, bits=ACTIVATION_BITS):
+  """float [..., C] -> (integer-valued float64, shift [..., 1]), per row:
+  x ~= integers * 2^-shift with |integers| < 2^bits."""
+  x = tf.cast(x, tf.float64)
+  x = tf.where(tf.math.is_finite(x), x, tf.zeros_like(x))
+  peak = tf.reduce_max(tf.abs(x), axis=-1, keepdims=True)
+  peak = tf.clip_by_value(peak, 2. ** -200, 2. ** 200)
+  shift = (bits - 1) - _floor_log2(peak)
+  return tf.round(x * _pow2(shift)), shift
+
+
+def _ceil_log2(count):
+  """ceil(log2(n)) for a positive integer (Python int or scalar tensor)."""
+  if isinstance(count, int):
+    return max(0, math.ceil(math.log2(count)))
+  # floor(log2(2n - 1)) = ceil(log2(n)) for n >= 1, read from the exponent.
+  count = tf.cast(tf.maximum(count, 1), tf.float64)
+  return _floor_log2(2. * count - 1.)
+
+
+def quantize_columns(x, fan_in, axis=-2):
+  """float tensor -> (integer-valued float64, shift with `axis` kept as 1)
+  scaled so that `fan_in` products with ACTIVATION_BITS-bit integers sum
+  below 2^52: the right-hand side of an exact matrix product. `fan_in` may
+  be a scalar tensor (e.g. the number of positions of an image)."""
+  x = tf.cast(x, tf.float64)
+  x = tf.where(tf.math.is_finite(x), x, tf.zeros_like(x))
+  weight_bits = _SUM_BITS - ACTIVATION_BITS - _ceil_log2(fan_in)
+  if isinstance(weight_bits, int) and weight_bits < 8:
+    raise ValueError(f"exact product over {fan_in} terms keeps only "
+                     f"{weight_bits} bits")
+  peak = tf.reduce_max(tf.abs(x), axis=axis, keepdims=True)
+  peak = tf.clip_by_value(peak, 2. ** -200, 2. ** 200)
+  shift = (weight_bits - 1) - _floor_log2(peak)
+  return tf.round(x * _pow2(shift)), shift
+
+
+class RowDense:
+  """x [P, in] -> activation(x @ kernel + bias) in float32, each row's result
+  independent of the other rows and of the summation order.
+
+  kernel [in, out] and bias [out] may be variables or tensors; they are
+  quantized when the object is made (once per coded image)."""
+
+  def __init__(self, kernel, bias=None, activation=None):
+    kernel = tf.convert_to_tensor(kernel)
+    self.kernel, self.kernel_shift = quantize_columns(
+        kernel, int(kernel.shape[0]), axis=0)
+    self.kernel_shift = self.kernel_shift[0]
+    self.bias = None if bias is None else tf.cast(bias, tf.float32)
+    if activation is tf.keras.activations.linear:
+      activation = None
+    self.activation = activation
+
+  def __call__(self, x):
+    integers, shift = quantize_rows(x)
+    outputs = _rescale(tf.matmul(integers, self.kernel), shift,
+                       self.kernel_shift)
+    if self.bias is not None:
+      outputs = outputs + self.bias
+    if self.activation is not None:
+      # In float64: grappler's remapper rewrites a float32 GELU subgraph
+      # into a fused kernel with other rounding, so a traced function and an
+      # eager call would disagree.
+      outputs = tf.cast(self.activation(tf.cast(outputs, tf.float64)),
+                        tf.float32)
+    return outputs
+
+
+def row_layer_norm(x, gamma, beta, epsilon):
+  """Layer normalisation over the last axis with exact mean and variance:
+  x [..., C] float -> float32."""
+  channels = x.shape[-1]
+  if channels >= 2 ** (_SUM_BITS - 2 * ACTIVATION_BITS):
+    raise ValueError(f"exact layer norm over {channels} channels")
+  integers, shift = quantize_rows(x)
+  total = tf.reduce_sum(integers, axis=-1, keepdims=True)
+  squares = tf.reduce_sum(tf.square(integers), axis=-1, keepdims=True)
+  mean = total / channels
+  variance = tf.maximum(squares / channels - tf.square(mean), 0.)
+  unit = _pow2(-shift)
+  normalized = (integers - mean) * unit / tf.sqrt(
+      variance * tf.square(unit) + epsilon)
+  return (tf.cast(normalized, tf.float32) * tf.cast(gamma, tf.float32)
+          + tf.cast(beta, tf.float32))

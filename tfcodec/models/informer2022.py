@@ -29,12 +29,13 @@ hyperprior the image is padded to a multiple of 16 only.
 """
 
 import functools
+import math
 
 import tensorflow as tf
 
 from tfcodec.entropy import FactorizedPrior
 from tfcodec.entropy.context import NETWORK_DTYPE
-from tfcodec.layers import conv
+from tfcodec.layers import conv, exact
 from tfcodec.models.bmshj2018 import AnalysisTransform, SynthesisTransform
 from tfcodec.models.mbt2018 import JointContextModel
 from tfcodec.models.registry import register_model
@@ -80,6 +81,58 @@ class CrossAttentionBlock(tf.keras.layers.Layer):
     memory = self.norm_memory(tf.cast(memory, self.compute_dtype))
     queries = queries + self.attention(self.norm_queries(queries), memory)
     return queries + self.mlp_out(self.mlp_in(self.norm_mlp(queries)))
+
+  def coding_call(self, queries, memory):
+    """The block for one image on the coding path: queries [Q, dim], memory
+    [K, dim] -> [Q, dim] float32, in tfcodec.layers.exact's per-row
+    arithmetic, so each query's output is bit-identical whatever other
+    queries share the call, whatever the threads, kernels or graph rewrites
+    (the decoder runs CA_s on one wavefront's positions at a time)."""
+    attention = self.attention
+    heads, head_dim = attention._num_heads, attention._key_dim
+
+    def norm(layer, x):
+      return exact.row_layer_norm(x, layer.gamma, layer.beta, layer.epsilon)
+
+    def project(dense, x):
+      kernel = tf.reshape(dense.kernel, (self.dim, heads * head_dim))
+      outputs = exact.RowDense(kernel, tf.reshape(dense.bias, [-1]))(x)
+      return tf.reshape(outputs, (-1, heads, head_dim))
+
+    queries = tf.cast(queries, tf.float32)
+    memory = norm(self.norm_memory, memory)
+    query = project(attention._query_dense, norm(self.norm_queries, queries))
+    key = project(attention._key_dense, memory)
+    value = project(attention._value_dense, memory)
+    # Scores: both sides quantized per (position, head) row; the products of
+    # two 20-bit integers summed over head_dim stay exact in float64.
+    query, query_shift = exact.quantize_rows(query)
+    key, key_shift = exact.quantize_rows(key)
+    scores = tf.einsum("qhd,khd->hqk", query, key)
+    scores *= (exact.pow2(-tf.transpose(query_shift, (1, 0, 2)))
+               * exact.pow2(-tf.transpose(key_shift, (1, 2, 0))))
+    scores /= math.sqrt(head_dim)
+    # Softmax with an exact denominator: exp(s - max) <= 1 on a fixed
+    # 2^-20 grid, summed as integers; the weighted values likewise.
+    weights = tf.exp(scores - tf.reduce_max(scores, axis=-1, keepdims=True))
+    weights = tf.round(weights * 2. ** exact.ACTIVATION_BITS)
+    total = tf.reduce_sum(weights, axis=-1, keepdims=True)
+    num_keys = tf.shape(memory)[0]
+    value, value_shift = exact.quantize_columns(
+        tf.transpose(value, (1, 0, 2)), num_keys, axis=1)
+    mixed = tf.einsum("hqk,hkd->hqd", weights, value)
+    mixed = mixed * exact.pow2(-value_shift) / total
+    mixed = tf.reshape(tf.transpose(tf.cast(mixed, tf.float32), (1, 0, 2)),
+                       (-1, heads * head_dim))
+    output = attention._output_dense
+    queries = queries + exact.RowDense(
+        tf.reshape(output.kernel, (heads * head_dim, self.dim)),
+        output.bias)(mixed)
+    hidden = exact.RowDense(self.mlp_in.kernel, self.mlp_in.bias,
+                            self.mlp_in.activation)(
+                                norm(self.norm_mlp, queries))
+    return queries + exact.RowDense(self.mlp_out.kernel,
+                                    self.mlp_out.bias)(hidden)
 
 
 class LocalHyperAnalysis(tf.keras.Sequential):
@@ -130,6 +183,14 @@ class GlobalHyperAnalysis(tf.keras.layers.Layer):
     queries = tf.tile(self.tokens[None], (batch, 1, 1))
     tokens = self.project(self.attention(queries, memory))
     return tf.reshape(tokens, (batch, 1, 1, self.M))
+
+  def coding_call(self, y):
+    """The same for one image [1, H, W, M] in exact per-row arithmetic, so
+    the coded global_z does not depend on threads, kernels or graph rewrites."""
+    memory = tf.reshape(tf.cast(y, tf.float32), (-1, self.M))
+    tokens = self.attention.coding_call(self.tokens, memory)
+    tokens = exact.RowDense(self.project.kernel, self.project.bias)(tokens)
+    return tf.reshape(tokens, (1, 1, 1, self.M))
 
 
 class GlobalHyperSynthesis(tf.keras.layers.Layer):
@@ -213,7 +274,7 @@ class InformerModel(JointContextModel):
 
   def encode_side(self, y):
     local_z = self.local_h_a(y)
-    global_z = self.global_h_a(y)
+    global_z = self.global_h_a.coding_call(y)
     local_string, local_z_hat = \
         self.local_z_prior.compress_with_reconstruction(local_z)
     global_string, global_z_hat = \
@@ -232,10 +293,10 @@ class InformerModel(JointContextModel):
     local_params = self.local_h_s(local_z_hat)[0, :y_shape[0], :y_shape[1], :]
     local_params = tf.reshape(tf.cast(local_params, NETWORK_DTYPE),
                               (-1, 2 * self.M))
-    tokens = tf.cast(self.global_h_s(global_z_hat), NETWORK_DTYPE)
+    tokens = tf.cast(self.global_h_s(global_z_hat), NETWORK_DTYPE)[0]
 
     def inputs(positions, context):
-      attended = self.attend(context[None], tokens)[0]
+      attended = self.global_attention.coding_call(context, tokens)
       return tf.concat([tf.gather(local_params, positions),
                         tf.cast(attended, NETWORK_DTYPE)], axis=-1)
     return inputs

@@ -35,7 +35,7 @@ from tfcodec.entropy.context import (
     GaussianStepCoder, LIKELIHOOD_BOUND, NETWORK_DTYPE, WavefrontSchedule,
     gaussian_likelihood, lower_bound, run_wavefront)
 from tfcodec.entropy.mixture import MixtureStepCoder, mixture_likelihood
-from tfcodec.layers import conv, deconv
+from tfcodec.layers import conv, deconv, exact
 from tfcodec.layers.masked import MaskedConv2D
 from tfcodec.models.base import CompressionModel
 from tfcodec.models.bmshj2018 import AnalysisTransform, SynthesisTransform
@@ -140,26 +140,19 @@ class EntropyParameters(tf.keras.Sequential):
     self.add(conv(out_channels, 1, use_bias=final_bias,
                   name=f"conv_{len(hidden)}", dtype="float32"))
 
-  def coding_layers(self, dtype=NETWORK_DTYPE):
-    """[(kernel [in, out], bias [out] or None, activation)] in `dtype`."""
-    layers = []
-    for layer in self.layers:
-      kernel = tf.cast(layer.kernel[0, 0], dtype)
-      bias = tf.cast(layer.bias, dtype) if layer.use_bias else None
-      activation = layer.activation
-      if activation is tf.keras.activations.linear:
-        activation = None
-      layers.append((kernel, bias, activation))
-    return layers
+  def coding_layers(self):
+    """The network as `RowDense` matrices for the wavefront coder: each
+    position's parameters come out the same whichever positions share its
+    step (tfcodec.layers.exact)."""
+    return [exact.RowDense(layer.kernel[0, 0],
+                           layer.bias if layer.use_bias else None,
+                           layer.activation)
+            for layer in self.layers]
 
 
 def apply_coding_layers(layers, inputs):
-  for kernel, bias, activation in layers:
-    inputs = tf.matmul(inputs, kernel)
-    if bias is not None:
-      inputs += bias
-    if activation is not None:
-      inputs = activation(inputs)
+  for layer in layers:
+    inputs = layer(inputs)
   return inputs
 
 
@@ -280,13 +273,12 @@ class JointContextModel(CompressionModel):
     """Runs the shared encoder/decoder loop; returns (y_hat, coder state)."""
     schedule = WavefrontSchedule(y_shape[0], y_shape[1])
     parameter_inputs = self.coding_side(side, y_shape)
-    context_kernel = self.context.causal_kernel(NETWORK_DTYPE)
-    context_bias = tf.cast(self.context.bias, NETWORK_DTYPE)
+    context = exact.RowDense(self.context.causal_kernel(), self.context.bias)
     layers = self.entropy_parameters.coding_layers()
 
     def step_parameters(positions, neighbours):
-      context = tf.matmul(neighbours, context_kernel) + context_bias
-      return apply_coding_layers(layers, parameter_inputs(positions, context))
+      return apply_coding_layers(
+          layers, parameter_inputs(positions, context(neighbours)))
 
     return run_wavefront(schedule, self.M, step_parameters, code_step, state)
 
