@@ -21,6 +21,22 @@ def test_default_model_is_shipped():
 
 
 @pytest.mark.parametrize("name,metric,quality", SHIPPED)
+def test_shipped_file_carries_the_coding_tables_it_is_coded_with(
+    name, metric, quality):
+  """Rebuilt tables depend on the kernels (oneDNN on or off), so every
+  shipped file stores its factorized priors' tables and loading uses them."""
+  path = zoo.weights_path(name, quality, metric)
+  stored = zoo.read_tables(path)
+  assert stored, f"{path} carries no coding tables: run zoo.store_tables"
+  used = codec.get_model(name, quality, metric).coding_tables()
+  assert set(stored) == {i for i, tables in used.items() if tables}
+  for index, tables in stored.items():
+    assert set(tables) == set(used[index])
+    for key, value in tables.items():
+      assert np.array_equal(used[index][key], value), (index, key)
+
+
+@pytest.mark.parametrize("name,metric,quality", SHIPPED)
 def test_file_bits_match_estimated_bits_on_kodak(name, metric, quality):
   model = codec.get_model(name, quality, metric)
   image = read_image(os.path.join(KODAK, "kodim23.png"))

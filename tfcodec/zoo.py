@@ -6,6 +6,13 @@ decimals; the shipped numbers are measured *after* the float16 round trip).
 Each file carries its own architecture, quality, metric, N, M and lambda, so
 loading needs nothing else. Variables are stored in the model's construction
 order with their names and shapes, and loading checks both.
+
+Shipped files also carry the factorized priors' range-coding tables (CDFs,
+offsets, quantization offsets), built once here by `store_tables()`.
+Building them runs tfc's float tail estimate, whose result depends on the
+kernels (measured: TF_ENABLE_ONEDNN_OPTS=0 and =1 give different z CDFs and
+quantization offsets for the same weights), so a decoder that rebuilt them
+could disagree with the encoder that wrote a file; loaded tables cannot.
 """
 
 import json
@@ -38,8 +45,13 @@ def _variable_key(index, variable):
   return f"{index:04d}:{variable.name}"
 
 
-def save_weights(model, path, quality, extra=None, dtype=np.float16):
-  """Writes every trained variable (not coding tables) plus metadata to `path` (atomically)."""
+_TABLE_PREFIX = "__table__:"
+
+
+def save_weights(model, path, quality, extra=None, dtype=np.float16,
+                 tables=None):
+  """Writes every trained variable plus metadata to `path` (atomically);
+  `tables` (a frozen model's `coding_tables()`) are stored exactly."""
   meta = dict(model=model.model_name, quality=int(quality), metric=model.metric,
               N=int(model.N), M=int(model.M), lmbda=float(model.lmbda))
   if hasattr(model, "likelihood"):  # context models: gaussian or gmm
@@ -48,6 +60,9 @@ def save_weights(model, path, quality, extra=None, dtype=np.float16):
   arrays = {_variable_key(i, v): v.numpy().astype(dtype)
             for i, v in enumerate(model.trainable_weights)}
   arrays["__metadata__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+  for index, module_tables in (tables or {}).items():
+    for key, value in module_tables.items():
+      arrays[f"{_TABLE_PREFIX}{index}:{key}"] = np.asarray(value)
   tmp = path + ".tmp.npz"
   np.savez(tmp, **arrays)
   os.replace(tmp, path)
@@ -58,10 +73,37 @@ def read_metadata(path):
     return json.loads(bytes(data["__metadata__"]).decode())
 
 
+def read_tables(path):
+  """{entropy module index: {name: array}} stored in `path`, or None."""
+  tables = {}
+  with np.load(path) as data:
+    for key in data.files:
+      if key.startswith(_TABLE_PREFIX):
+        index, name = key[len(_TABLE_PREFIX):].split(":", 1)
+        tables.setdefault(int(index), {})[name] = data[key]
+  return tables or None
+
+
+def store_tables(path):
+  """Builds the coding tables of the weights in `path` and adds them to the
+  file (done once, when a weight file is shipped)."""
+  model = load_model(path=path, freeze=False)
+  model.freeze()
+  meta = read_metadata(path)
+  quality = meta.pop("quality")
+  for key in ("model", "metric", "N", "M", "lmbda"):
+    meta.pop(key)
+  with np.load(path) as data:
+    dtype = data[next(k for k in data.files if not k.startswith("__"))].dtype
+  save_weights(model, path, quality, extra=meta, dtype=dtype,
+               tables=model.coding_tables())
+  return model
+
+
 def load_weights(model, path):
   """Assigns the stored variables to `model` (which must match the file)."""
   with np.load(path) as data:
-    keys = sorted(k for k in data.files if k != "__metadata__")
+    keys = sorted(k for k in data.files if not k.startswith("__"))
     if len(keys) != len(model.trainable_weights):
       raise ValueError(f"{path}: holds {len(keys)} variables, model has "
                        f"{len(model.trainable_weights)}")
@@ -89,5 +131,5 @@ def load_model(name=DEFAULT_MODEL, quality=3, metric="mse", path=None,
                        M=meta["M"], lmbda=meta["lmbda"], **extra)
   load_weights(model, path)
   if freeze:
-    model.freeze()
+    model.freeze(read_tables(path))
   return model
