@@ -117,6 +117,14 @@ flags.DEFINE_string("finetune_from", None,
                     "A weights file (.npz) to start from, for example a "
                     "higher-rate model when training a lower rate; it is "
                     "ignored when the run resumes from its own checkpoint.")
+flags.DEFINE_string("warm_start_from", None,
+                    "A weights file (.npz) of another model whose "
+                    "sub-transforms named by --warm_start_parts are copied "
+                    "into this one before training (for example mbt2018-mean's "
+                    "g_a and g_s into Informer with the same N and M); it is "
+                    "ignored when the run resumes from its own checkpoint.")
+flags.DEFINE_list("warm_start_parts", ["g_a", "g_s"],
+                  "The model attributes copied by --warm_start_from.")
 flags.DEFINE_string("export", None,
                     "Where to write the trained float16 weights (.npz) with "
                     "their recipe; it defaults to <run_dir>/export.npz.")
@@ -176,7 +184,9 @@ def main(argv):
         lr_gamma=FLAGS.lr_gamma, clipnorm=FLAGS.clipnorm,
         precision=FLAGS.precision, checkpoint_every=FLAGS.checkpoint_every,
         eval_every=FLAGS.eval_every, log_every=FLAGS.log_every,
-        finetune_from=FLAGS.finetune_from, seed=FLAGS.seed,
+        finetune_from=FLAGS.finetune_from,
+        warm_start_from=FLAGS.warm_start_from,
+        warm_start_parts=tuple(FLAGS.warm_start_parts), seed=FLAGS.seed,
         model_kwargs=model_kwargs, strategy=FLAGS.strategy,
         parallel_calls=FLAGS.num_workers)
   work_dir = distribute.worker_dir(run_dir, FLAGS.strategy)

@@ -4,10 +4,13 @@ import json
 import os
 
 import numpy as np
+import pytest
+import tensorflow as tf
 from PIL import Image
 
 from conftest import random_image
 from tfcodec import codec, zoo
+from tfcodec.models import create_model
 from tfcodec.train import loop
 
 
@@ -61,3 +64,29 @@ def test_divergence_detection_and_learning_rate():
   assert loop.learning_rate(0, 1e-3, ["10", "20"], 0.1, 1.) == 1e-3
   assert abs(loop.learning_rate(15, 1e-3, ["10", "20"], 0.1, 0.5) - 5e-5) < 1e-12
   assert abs(loop.learning_rate(25, 1e-3, ["10", "20"], 0.1, 1.) - 1e-5) < 1e-12
+
+
+def test_warm_start_copies_the_named_transforms_only(tmp_path):
+  """--warm_start_from: Informer starts from mbt2018-mean's g_a and g_s (same
+  N and M); its own hyperpriors keep their initialisation."""
+  from tfcodec import zoo
+  from tfcodec.testing import TINY_INFORMER
+  tf.keras.utils.set_random_seed(11)
+  source = create_model("mbt2018-mean", N=TINY_INFORMER["N"],
+                        M=TINY_INFORMER["M"])
+  path = str(tmp_path / "source.npz")
+  zoo.save_weights(source, path, quality=3, dtype=np.float32)
+  target = create_model("informer", **TINY_INFORMER)
+  before = [v.numpy() for v in target.local_h_a.trainable_weights]
+  assert zoo.warm_start(target, path) == ["g_a", "g_s"]
+  for part in ("g_a", "g_s"):
+    for got, want in zip(getattr(target, part).trainable_weights,
+                         getattr(source, part).trainable_weights):
+      np.testing.assert_array_equal(got.numpy(), want.numpy())
+  for got, want in zip(target.local_h_a.trainable_weights, before):
+    np.testing.assert_array_equal(got.numpy(), want)
+  wider = create_model("informer", **dict(TINY_INFORMER, N=16))
+  with pytest.raises(ValueError, match="does not match"):
+    zoo.warm_start(wider, path)
+  with pytest.raises(ValueError, match="not a part"):
+    zoo.warm_start(target, path, parts=("h_a",))

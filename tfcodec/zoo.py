@@ -115,6 +115,32 @@ def load_weights(model, path):
       variable.assign(value.astype(variable.dtype.as_numpy_dtype))
 
 
+def warm_start(model, path, parts=("g_a", "g_s")):
+  """Copies the weights of the sub-transforms `parts` (attribute names, e.g.
+  the analysis and synthesis transforms) from the model stored in `path`
+  into `model`; the rest of `model` keeps its initialisation. Both models
+  must have each part with the same variable shapes."""
+  source = load_model(path=path, freeze=False)
+  for part in parts:
+    source_part, target_part = getattr(source, part, None), getattr(
+        model, part, None)
+    if source_part is None or target_part is None:
+      raise ValueError(f"{path}: '{part}' is not a part of both "
+                       f"{source.model_name} and {model.model_name}")
+    source_weights = source_part.trainable_weights
+    target_weights = target_part.trainable_weights
+    source_shapes = [tuple(v.shape) for v in source_weights]
+    target_shapes = [tuple(v.shape) for v in target_weights]
+    if source_shapes != target_shapes:
+      raise ValueError(f"{path}: '{part}' of {source.model_name} (N={source.N}"
+                       f", M={source.M}) does not match {model.model_name} "
+                       f"(N={model.N}, M={model.M})")
+    for source_variable, target_variable in zip(source_weights,
+                                                target_weights):
+      target_variable.assign(source_variable)
+  return list(parts)
+
+
 def load_model(name=DEFAULT_MODEL, quality=3, metric="mse", path=None,
                freeze=True):
   """A model with shipped (or given) weights, ready to compress."""

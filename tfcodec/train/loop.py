@@ -171,7 +171,8 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
           val_glob=None, run_dir="runs/default", patch_size=128, batch_size=8,
           steps=10000, epochs=None, lr=1e-4, lr_milestones=(), lr_epochs=(),
           lr_gamma=0.1, clipnorm=1.0, precision="float32", checkpoint_every=500,
-          eval_every=1000, log_every=50, finetune_from=None, seed=None,
+          eval_every=1000, log_every=50, finetune_from=None,
+          warm_start_from=None, warm_start_parts=("g_a", "g_s"), seed=None,
           model_kwargs=None, strategy="none", parallel_calls=None,
           summary_images=3, echo=True):
   """Trains (or resumes) a run and returns the model.
@@ -246,6 +247,11 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
     zoo.load_weights(model, finetune_from)
     log("finetune_from", text=f"initialised from {finetune_from}",
         path=finetune_from)
+  if warm_start_from and not manager.latest_checkpoint:
+    parts = zoo.warm_start(model, warm_start_from, warm_start_parts)
+    log("warm_start_from", text=(f"copied {', '.join(parts)} from "
+                                 f"{warm_start_from}"),
+        path=warm_start_from, parts=parts)
 
   # A resumed session reshuffles: with the run's own seed it would replay the
   # first session's crops from the start.
