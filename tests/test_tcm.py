@@ -83,9 +83,12 @@ def _kodak_crop():
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "Known defect (issue 6): after the exact coding arithmetic landed, the "
-    "decoded TCM reconstruction differed from the encoder side on 65x97 "
-    "(max |diff| ~1085 on random-weight outputs of ~900)."))
+    "Known defect (issue 6): the decoded TCM reconstruction differs from the "
+    "forward pass with rounding on 65x97 (max |diff| 1084 on random-weight "
+    "outputs of ~900), deterministically: with the Swin blocks on the exact "
+    "coding path the forward pass is the same traced or eager and repeated "
+    "compress calls give the same bytes, so the coding path and the forward "
+    "pass compute different things somewhere; not yet located."))
 @pytest.mark.parametrize("image", ["odd", "kodak"])
 def test_round_trip_is_bit_exact(tiny_models, image):
   model = tiny_models["tcm-s"]

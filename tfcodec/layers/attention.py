@@ -19,6 +19,7 @@ their input so that this holds; nothing is padded here).
 import numpy as np
 import tensorflow as tf
 
+from tfcodec.layers import exact
 from tfcodec.layers.chain import Chain
 from tfcodec.layers.conv import conv
 from tfcodec.layers.residual import ResidualUnit
@@ -130,6 +131,56 @@ class WindowAttention(tf.keras.layers.Layer):
       x = tf.roll(x, shift=[w // 2, w // 2], axis=[1, 2])
     return x
 
+  def coding_call(self, x):
+    """The same attention in tfcodec.layers.exact's per-row arithmetic (a
+    frozen model's coding path): float32 NHWC in and out, bit-identical
+    whatever the threads, kernels, batch or graph rewrites."""
+    shape = tf.shape(x)
+    batch, height, width = shape[0], shape[1], shape[2]
+    w, area = self.window, self.window * self.window
+    x = tf.cast(x, tf.float32)
+    if self.shifted:
+      x = tf.roll(x, shift=[-(w // 2), -(w // 2)], axis=[1, 2])
+    windows = window_partition(x, w)  # [B*nW, w*w, C]
+    qkv = exact.RowDense(self.qkv.kernel, self.qkv.bias)(
+        tf.reshape(windows, [-1, self.dim]))
+    qkv = tf.reshape(qkv, [-1, area, 3, self.num_heads, self.head_dim])
+    query, key, value = tf.unstack(qkv, axis=2)  # each [B*nW, w*w, h, d]
+    # Logits: query and key quantized per (token, head) row; products of two
+    # 20-bit integers summed over head_dim are exact in float64.
+    query, query_shift = exact.quantize_rows(query)
+    key, key_shift = exact.quantize_rows(key)
+    logits = tf.einsum("bqhd,bkhd->bhqk", query, key)
+    logits *= (exact.pow2(-tf.transpose(query_shift, [0, 2, 1, 3]))
+               * exact.pow2(-tf.transpose(key_shift, [0, 2, 3, 1])))
+    logits *= self.head_dim ** -.5
+    bias = tf.gather(self.relative_position_bias, self._bias_index)  # [q,k,h]
+    logits += tf.cast(tf.transpose(bias, [2, 0, 1]), tf.float64)[None]
+    if self.shifted:
+      num_windows = (height // w) * (width // w)
+      mask = shifted_window_mask(height, width, w)
+      logits = tf.reshape(logits, [batch, num_windows, self.num_heads, area,
+                                   area])
+      logits += tf.cast(mask, tf.float64)[None, :, None]
+      logits = tf.reshape(logits, [-1, self.num_heads, area, area])
+    # Softmax with an exact denominator: exp(l - max) <= 1 on a 2^-20 grid,
+    # summed as integers; the values are quantized per (head, channel)
+    # column of each window, so the weighted sum is exact too.
+    weights = tf.exp(logits - tf.reduce_max(logits, axis=-1, keepdims=True))
+    weights = tf.round(weights * 2. ** exact.ACTIVATION_BITS)
+    total = tf.reduce_sum(weights, axis=-1, keepdims=True)  # [b, h, q, 1]
+    value, value_shift = exact.quantize_columns(value, area, axis=1)
+    attended = tf.einsum("bhqk,bkhd->bqhd", weights, value)
+    attended = (attended * exact.pow2(-value_shift)
+                / tf.transpose(total, [0, 2, 1, 3]))
+    attended = exact.RowDense(self.proj.kernel, self.proj.bias)(
+        tf.reshape(tf.cast(attended, tf.float32), [-1, self.dim]))
+    x = window_merge(tf.reshape(attended, [-1, area, self.dim]), w, batch,
+                     height, width)
+    if self.shifted:
+      x = tf.roll(x, shift=[w // 2, w // 2], axis=[1, 2])
+    return x
+
 
 class SwinBlock(tf.keras.layers.Layer):
   """Pre-norm transformer block on windows: attention and a 4x GELU MLP."""
@@ -137,6 +188,7 @@ class SwinBlock(tf.keras.layers.Layer):
   def __init__(self, dim, head_dim, window, shifted=False, name=None,
                dtype=None):
     super().__init__(name=name, dtype=dtype)
+    self.dim = dim
     # epsilon 1e-5 as in PyTorch's LayerNorm, which the reference trains with.
     self.norm_0 = tf.keras.layers.LayerNormalization(epsilon=1e-5,
                                                      name="norm_0", dtype=dtype)
@@ -148,9 +200,36 @@ class SwinBlock(tf.keras.layers.Layer):
                                        name="mlp_0", dtype=dtype)
     self.mlp_1 = tf.keras.layers.Dense(dim, name="mlp_1", dtype=dtype)
 
-  def call(self, x):
+  _exact = False
+
+  def prepare_exact(self):
+    """Switches inference (training=False) to the exact coding arithmetic
+    (called by model.freeze(), like the exact convolutions)."""
+    self._exact = True
+
+  def call(self, x, training=None):
+    if self._exact and not training:
+      return self.coding_call(x)
     x = x + self.attention(self.norm_0(x))
     return x + self.mlp_1(self.mlp_0(self.norm_1(x)))
+
+  def coding_call(self, x):
+    """The block in tfcodec.layers.exact's per-row arithmetic."""
+    x = tf.cast(x, tf.float32)
+    shape = tf.shape(x)
+
+    def norm(layer, features):
+      rows = exact.row_layer_norm(tf.reshape(features, [-1, self.dim]),
+                                  layer.gamma, layer.beta, layer.epsilon)
+      return tf.reshape(rows, shape)
+
+    x = x + self.attention.coding_call(norm(self.norm_0, x))
+    hidden = exact.RowDense(self.mlp_0.kernel, self.mlp_0.bias,
+                            self.mlp_0.activation)(
+                                tf.reshape(norm(self.norm_1, x),
+                                           [-1, self.dim]))
+    update = exact.RowDense(self.mlp_1.kernel, self.mlp_1.bias)(hidden)
+    return x + tf.reshape(update, shape)
 
 
 class SwinPair(Chain):

@@ -88,6 +88,25 @@ def quantize_kernel(kernel, out_axis):
   return integers, shift
 
 
+def _piecewise_linear(activation):
+  function = getattr(activation, "func", activation)  # functools.partial
+  return function in (tf.nn.relu, tf.nn.leaky_relu, tf.keras.activations.relu)
+
+
+def apply_activation(activation, outputs):
+  """activation(outputs) for a float32 tensor, the same traced or eager.
+
+  grappler's remapper rewrites a float32 GELU subgraph (erf or tanh form)
+  into a fused kernel that rounds differently, so a traced function and an
+  eager call would disagree; in float64 nothing is fused. (Leaky) ReLU is
+  never rewritten and stays in float32."""
+  if activation is None or activation is tf.keras.activations.linear:
+    return outputs
+  if _piecewise_linear(activation):
+    return activation(outputs)
+  return tf.cast(activation(tf.cast(outputs, tf.float64)), tf.float32)
+
+
 def _rescale(sums, activation_shift, kernel_shift):
   """Integer sums -> float32 values: two exact power-of-two scalings, then
   one rounding to float32."""
@@ -113,9 +132,7 @@ class _ExactMixin:
     outputs = _rescale(sums, activation_shift, kernel_shift)
     if bias is not None:
       outputs = outputs + bias
-    if self.activation is not None:
-      outputs = self.activation(outputs)
-    return outputs
+    return apply_activation(self.activation, outputs)
 
 
 class Conv2D(_ExactMixin, tf.keras.layers.Conv2D):
@@ -213,7 +230,8 @@ def prepare_model(model):
   """Switches every exact-capable layer of `model` to the integer path."""
   count = 0
   for module in model.submodules:
-    if isinstance(module, (_ExactMixin, GDN)):
+    # Convolutions, GDN, and the attention blocks that have a coding path.
+    if callable(getattr(module, "prepare_exact", None)):
       module.prepare_exact()
       count += 1
   return count
@@ -292,13 +310,7 @@ class RowDense:
                        self.kernel_shift)
     if self.bias is not None:
       outputs = outputs + self.bias
-    if self.activation is not None:
-      # In float64: grappler's remapper rewrites a float32 GELU subgraph
-      # into a fused kernel with other rounding, so a traced function and an
-      # eager call would disagree.
-      outputs = tf.cast(self.activation(tf.cast(outputs, tf.float64)),
-                        tf.float32)
-    return outputs
+    return apply_activation(self.activation, outputs)
 
 
 def row_layer_norm(x, gamma, beta, epsilon):
