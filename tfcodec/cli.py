@@ -340,7 +340,8 @@ def parameter_count(name, quality):
     path = zoo.weights_path(name, quality, metric)
     if os.path.exists(path):
       with np.load(path) as data:
-        return sum(int(data[k].size) for k in data.files if k != "__metadata__")
+        return sum(int(data[k].size) for k in data.files
+                   if not k.startswith("__"))
   n, m, _ = quality_config(name, quality)
   return _built_parameter_count(name, n, m)
 
