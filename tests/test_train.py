@@ -90,3 +90,17 @@ def test_warm_start_copies_the_named_transforms_only(tmp_path):
     zoo.warm_start(wider, path)
   with pytest.raises(ValueError, match="not a part"):
     zoo.warm_start(target, path, parts=("h_a",))
+
+
+def test_saved_informer_weights_load_back(tmp_path):
+  """Context models record their likelihood in the file; Informer's
+  constructor has no such argument, and loading must still work."""
+  tf.keras.utils.set_random_seed(12)
+  # The paper's head width (64): the file does not record test-only widths.
+  model = create_model("informer", N=8, M=64)
+  path = str(tmp_path / "informer.npz")
+  zoo.save_weights(model, path, quality=3, dtype=np.float32)
+  assert zoo.read_metadata(path)["likelihood"] == "gaussian"
+  loaded = zoo.load_model(path=path, freeze=False)
+  for got, want in zip(loaded.trainable_weights, model.trainable_weights):
+    np.testing.assert_array_equal(got.numpy(), want.numpy())

@@ -15,12 +15,13 @@ quantization offsets for the same weights), so a decoder that rebuilt them
 could disagree with the encoder that wrote a file; loaded tables cannot.
 """
 
+import inspect
 import json
 import os
 
 import numpy as np
 
-from tfcodec.models import create_model
+from tfcodec.models import MODELS, create_model
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 DEFAULT_MODEL = "mbt2018-mean"
@@ -152,7 +153,12 @@ def load_model(name=DEFAULT_MODEL, quality=3, metric="mse", path=None,
           f"no shipped weights for {name} ({metric}) at quality {quality}; "
           f"shipped: {shipped or 'none'}")
   meta = read_metadata(path)
-  extra = {"likelihood": meta["likelihood"]} if "likelihood" in meta else {}
+  # Context models record their likelihood; only some constructors take it
+  # (Informer is Gaussian only).
+  takes_likelihood = "likelihood" in inspect.signature(
+      MODELS[meta["model"]].__init__).parameters
+  extra = ({"likelihood": meta["likelihood"]}
+           if "likelihood" in meta and takes_likelihood else {})
   model = create_model(meta["model"], metric=meta["metric"], N=meta["N"],
                        M=meta["M"], lmbda=meta["lmbda"], **extra)
   load_weights(model, path)
