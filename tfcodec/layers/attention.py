@@ -114,13 +114,7 @@ class WindowAttention(tf.keras.layers.Layer):
     bias = tf.gather(self.relative_position_bias, self._bias_index)  # [q,k,h]
     logits += tf.cast(tf.transpose(bias, [2, 0, 1]), logits.dtype)[None]
     if self.shifted:
-      # Group the windows per image so one mask serves the whole batch.
-      num_windows = (height // w) * (width // w)
-      mask = shifted_window_mask(height, width, w)
-      logits = tf.reshape(logits, [batch, num_windows, self.num_heads, area,
-                                   area])
-      logits += tf.cast(mask, logits.dtype)[None, :, None]
-      logits = tf.reshape(logits, [-1, self.num_heads, area, area])
+      logits = self._mask_shifted(logits, batch, height, width)
     # Softmax in float32: the masked logits and bf16's 8-bit mantissa do not
     # mix well, and the attention maps are small.
     weights = tf.cast(tf.nn.softmax(tf.cast(logits, tf.float32)), value.dtype)
@@ -130,6 +124,17 @@ class WindowAttention(tf.keras.layers.Layer):
     if self.shifted:
       x = tf.roll(x, shift=[w // 2, w // 2], axis=[1, 2])
     return x
+
+  def _mask_shifted(self, logits, batch, height, width):
+    """Adds the shifted windows' cross-region mask to logits [B*nW, h, q, k]."""
+    w, area = self.window, self.window * self.window
+    # Group the windows per image so one mask serves the whole batch.
+    num_windows = (height // w) * (width // w)
+    mask = shifted_window_mask(height, width, w)
+    logits = tf.reshape(logits, [batch, num_windows, self.num_heads, area,
+                                 area])
+    logits += tf.cast(mask, logits.dtype)[None, :, None]
+    return tf.reshape(logits, [-1, self.num_heads, area, area])
 
   def coding_call(self, x):
     """The same attention in tfcodec.layers.exact's per-row arithmetic (a
@@ -146,35 +151,17 @@ class WindowAttention(tf.keras.layers.Layer):
         tf.reshape(windows, [-1, self.dim]))
     qkv = tf.reshape(qkv, [-1, area, 3, self.num_heads, self.head_dim])
     query, key, value = tf.unstack(qkv, axis=2)  # each [B*nW, w*w, h, d]
-    # Logits: query and key quantized per (token, head) row; products of two
-    # 20-bit integers summed over head_dim are exact in float64.
-    query, query_shift = exact.quantize_rows(query)
-    key, key_shift = exact.quantize_rows(key)
-    logits = tf.einsum("bqhd,bkhd->bhqk", query, key)
-    logits *= (exact.pow2(-tf.transpose(query_shift, [0, 2, 1, 3]))
-               * exact.pow2(-tf.transpose(key_shift, [0, 2, 3, 1])))
-    logits *= self.head_dim ** -.5
-    bias = tf.gather(self.relative_position_bias, self._bias_index)  # [q,k,h]
-    logits += tf.cast(tf.transpose(bias, [2, 0, 1]), tf.float64)[None]
-    if self.shifted:
-      num_windows = (height // w) * (width // w)
-      mask = shifted_window_mask(height, width, w)
-      logits = tf.reshape(logits, [batch, num_windows, self.num_heads, area,
-                                   area])
-      logits += tf.cast(mask, tf.float64)[None, :, None]
-      logits = tf.reshape(logits, [-1, self.num_heads, area, area])
-    # Softmax with an exact denominator: exp(l - max) <= 1 on a 2^-20 grid,
-    # summed as integers; the values are quantized per (head, channel)
-    # column of each window, so the weighted sum is exact too.
-    weights = tf.exp(logits - tf.reduce_max(logits, axis=-1, keepdims=True))
-    weights = tf.round(weights * 2. ** exact.ACTIVATION_BITS)
-    total = tf.reduce_sum(weights, axis=-1, keepdims=True)  # [b, h, q, 1]
-    value, value_shift = exact.quantize_columns(value, area, axis=1)
-    attended = tf.einsum("bhqk,bkhd->bqhd", weights, value)
-    attended = (attended * exact.pow2(-value_shift)
-                / tf.transpose(total, [0, 2, 1, 3]))
+
+    def adjust_logits(logits):
+      bias = tf.gather(self.relative_position_bias, self._bias_index)
+      logits += tf.cast(tf.transpose(bias, [2, 0, 1]), tf.float64)[None]
+      if self.shifted:
+        logits = self._mask_shifted(logits, batch, height, width)
+      return logits
+
+    attended = exact.attend(query, key, value, adjust_logits)
     attended = exact.RowDense(self.proj.kernel, self.proj.bias)(
-        tf.reshape(tf.cast(attended, tf.float32), [-1, self.dim]))
+        tf.reshape(attended, [-1, self.dim]))
     x = window_merge(tf.reshape(attended, [-1, area, self.dim]), w, batch,
                      height, width)
     if self.shifted:

@@ -313,6 +313,39 @@ class RowDense:
     return apply_activation(self.activation, outputs)
 
 
+def attend(query, key, value, adjust_logits=None):
+  """Multi-head attention core with exact sums: query [..., Q, H, D], key and
+  value [..., K, H, D] (float) -> [..., Q, H, D] float32.
+
+  Logits: query and key quantized per (position, head) row; products of two
+  20-bit integers summed over D stay exact in float64. `adjust_logits` (on
+  float64 [..., H, Q, K]) adds biases or masks. Softmax with an exact
+  denominator: exp(l - max) <= 1 on a 2^-20 grid, summed as integers; the
+  values are quantized per (head, channel) column over the keys, so the
+  weighted sum is exact too."""
+  head_dim = query.shape[-1]
+  query, query_shift = quantize_rows(query)
+  key, key_shift = quantize_rows(key)
+  logits = tf.einsum("...qhd,...khd->...hqk", query, key)
+  rank = len(query.shape)
+  # [..., Q, H, 1] -> [..., H, Q, 1] and [..., K, H, 1] -> [..., H, 1, K].
+  lead = list(range(rank - 3))
+  logits *= (_pow2(-tf.transpose(query_shift, lead + [rank - 2, rank - 3,
+                                                      rank - 1]))
+             * _pow2(-tf.transpose(key_shift, lead + [rank - 2, rank - 1,
+                                                    rank - 3])))
+  logits *= head_dim ** -.5
+  if adjust_logits is not None:
+    logits = adjust_logits(logits)
+  weights = tf.exp(logits - tf.reduce_max(logits, axis=-1, keepdims=True))
+  weights = tf.round(weights * 2. ** ACTIVATION_BITS)
+  total = tf.reduce_sum(weights, axis=-1, keepdims=True)  # [..., H, Q, 1]
+  value, value_shift = quantize_columns(value, tf.shape(value)[-3], axis=-3)
+  attended = tf.einsum("...hqk,...khd->...qhd", weights, value)
+  total = tf.transpose(total, lead + [rank - 2, rank - 3, rank - 1])
+  return tf.cast(attended * _pow2(-value_shift) / total, tf.float32)
+
+
 def row_layer_norm(x, gamma, beta, epsilon):
   """Layer normalisation over the last axis with exact mean and variance:
   x [..., C] float -> float32."""

@@ -29,7 +29,6 @@ hyperprior the image is padded to a multiple of 16 only.
 """
 
 import functools
-import math
 
 import tensorflow as tf
 
@@ -82,57 +81,49 @@ class CrossAttentionBlock(tf.keras.layers.Layer):
     queries = queries + self.attention(self.norm_queries(queries), memory)
     return queries + self.mlp_out(self.mlp_in(self.norm_mlp(queries)))
 
-  def coding_call(self, queries, memory):
-    """The block for one image on the coding path: queries [Q, dim], memory
-    [K, dim] -> [Q, dim] float32, in tfcodec.layers.exact's per-row
-    arithmetic, so each query's output is bit-identical whatever other
-    queries share the call, whatever the threads, kernels or graph rewrites
-    (the decoder runs CA_s on one wavefront's positions at a time)."""
+  def coding_function(self, memory):
+    """The block for one image on the coding path: memory [K, dim] ->
+    f(queries [Q, dim]) -> [Q, dim] float32, in tfcodec.layers.exact's
+    per-row arithmetic, so each query's output is bit-identical whatever
+    other queries share the call, whatever the threads, kernels or graph
+    rewrites (the decoder runs CA_s on one wavefront's positions at a time).
+    The memory's keys and values and the quantized kernels are computed
+    here, once, not at every step."""
     attention = self.attention
     heads, head_dim = attention._num_heads, attention._key_dim
 
     def norm(layer, x):
       return exact.row_layer_norm(x, layer.gamma, layer.beta, layer.epsilon)
 
-    def project(dense, x):
-      kernel = tf.reshape(dense.kernel, (self.dim, heads * head_dim))
-      outputs = exact.RowDense(kernel, tf.reshape(dense.bias, [-1]))(x)
-      return tf.reshape(outputs, (-1, heads, head_dim))
+    def projection(dense):
+      dense_layer = exact.RowDense(
+          tf.reshape(dense.kernel, (self.dim, heads * head_dim)),
+          tf.reshape(dense.bias, [-1]))
+      return lambda x: tf.reshape(dense_layer(x), (-1, heads, head_dim))
 
-    queries = tf.cast(queries, tf.float32)
     memory = norm(self.norm_memory, memory)
-    query = project(attention._query_dense, norm(self.norm_queries, queries))
-    key = project(attention._key_dense, memory)
-    value = project(attention._value_dense, memory)
-    # Scores: both sides quantized per (position, head) row; the products of
-    # two 20-bit integers summed over head_dim stay exact in float64.
-    query, query_shift = exact.quantize_rows(query)
-    key, key_shift = exact.quantize_rows(key)
-    scores = tf.einsum("qhd,khd->hqk", query, key)
-    scores *= (exact.pow2(-tf.transpose(query_shift, (1, 0, 2)))
-               * exact.pow2(-tf.transpose(key_shift, (1, 2, 0))))
-    scores /= math.sqrt(head_dim)
-    # Softmax with an exact denominator: exp(s - max) <= 1 on a fixed
-    # 2^-20 grid, summed as integers; the weighted values likewise.
-    weights = tf.exp(scores - tf.reduce_max(scores, axis=-1, keepdims=True))
-    weights = tf.round(weights * 2. ** exact.ACTIVATION_BITS)
-    total = tf.reduce_sum(weights, axis=-1, keepdims=True)
-    num_keys = tf.shape(memory)[0]
-    value, value_shift = exact.quantize_columns(
-        tf.transpose(value, (1, 0, 2)), num_keys, axis=1)
-    mixed = tf.einsum("hqk,hkd->hqd", weights, value)
-    mixed = mixed * exact.pow2(-value_shift) / total
-    mixed = tf.reshape(tf.transpose(tf.cast(mixed, tf.float32), (1, 0, 2)),
-                       (-1, heads * head_dim))
+    key = projection(attention._key_dense)(memory)
+    value = projection(attention._value_dense)(memory)
+    query_projection = projection(attention._query_dense)
     output = attention._output_dense
-    queries = queries + exact.RowDense(
-        tf.reshape(output.kernel, (heads * head_dim, self.dim)),
-        output.bias)(mixed)
-    hidden = exact.RowDense(self.mlp_in.kernel, self.mlp_in.bias,
-                            self.mlp_in.activation)(
-                                norm(self.norm_mlp, queries))
-    return queries + exact.RowDense(self.mlp_out.kernel,
-                                    self.mlp_out.bias)(hidden)
+    output_projection = exact.RowDense(
+        tf.reshape(output.kernel, (heads * head_dim, self.dim)), output.bias)
+    mlp_in = exact.RowDense(self.mlp_in.kernel, self.mlp_in.bias,
+                            self.mlp_in.activation)
+    mlp_out = exact.RowDense(self.mlp_out.kernel, self.mlp_out.bias)
+
+    def block(queries):
+      queries = tf.cast(queries, tf.float32)
+      query = query_projection(norm(self.norm_queries, queries))
+      mixed = exact.attend(query, key, value)
+      queries = queries + output_projection(
+          tf.reshape(mixed, (-1, heads * head_dim)))
+      return queries + mlp_out(mlp_in(norm(self.norm_mlp, queries)))
+    return block
+
+  def coding_call(self, queries, memory):
+    """coding_function(memory)(queries), for a single call."""
+    return self.coding_function(memory)(queries)
 
 
 class LocalHyperAnalysis(tf.keras.Sequential):
@@ -294,9 +285,10 @@ class InformerModel(JointContextModel):
     local_params = tf.reshape(tf.cast(local_params, NETWORK_DTYPE),
                               (-1, 2 * self.M))
     tokens = tf.cast(self.global_h_s(global_z_hat), NETWORK_DTYPE)[0]
+    attend_tokens = self.global_attention.coding_function(tokens)
 
     def inputs(positions, context):
-      attended = self.global_attention.coding_call(context, tokens)
+      attended = attend_tokens(context)
       return tf.concat([tf.gather(local_params, positions),
                         tf.cast(attended, NETWORK_DTYPE)], axis=-1)
     return inputs
