@@ -168,8 +168,9 @@ def test_models_lists_registry_weights_parameters_and_measurements(
       count = sum(data[k].size for k in data.files
                   if not k.startswith("__"))  # metadata, coding tables
     assert cli.parameter_count(name, quality) == count
-  q3 = [line for line in out.splitlines()
-        if line.startswith("   3  128  192")][-1]  # mbt2018-mean sorts last
+  section = out.split("\nmbt2018-mean: ")[1].split("\n\n")[0]
+  q3 = [line for line in section.splitlines()
+        if line.startswith("   3  128  192")][0]
   assert "mse" in q3 and "7.02M" in q3
   # A result in the layout tfcodec.eval writes is matched by model, metric
   # and quality ("setting").
@@ -184,7 +185,9 @@ def test_models_lists_registry_weights_parameters_and_measurements(
   assert cli.measured_points(str(results / "*.json")) == {
       ("mbt2018-mean", "mse", 3): (0.3125, 29.876)}
   report = cli.models_report(str(results / "*.json"))
-  q3 = [line for line in report if line.startswith("   3  128  192")][-1]
+  section = report[report.index(next(
+      l for l in report if l.startswith("mbt2018-mean: "))):]
+  q3 = [line for line in section if line.startswith("   3  128  192")][0]
   assert q3.endswith("mse: 0.3125 bpp, 29.88 dB")
 
 

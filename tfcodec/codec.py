@@ -18,7 +18,7 @@ from tfcodec import zoo
 from tfcodec.entropy import guard
 from tfcodec.io.bitstream import MAX_UNTILED_PIXELS, Bitstream, FormatError
 from tfcodec.io.images import ImageError, atomic_write, read_image, write_png
-from tfcodec.models import MODELS, QUALITIES
+from tfcodec.models import MODELS, qualities
 from tfcodec.models.base import latent_shape
 
 # Downsampling factor of each latent, for models that do not declare their own
@@ -51,6 +51,9 @@ def encode_image(model, image, quality, tile_size=None):
   """
   image = np.asarray(image, dtype=np.uint8)
   height, width = image.shape[:2]
+  if hasattr(model, "set_quality"):
+    # A variable-rate model codes at the quality the header will name.
+    model.set_quality(quality)
   if tile_size is None:
     tile_size = TILE_SIZE if height * width > TILE_THRESHOLD else 0
   if tile_size and tile_size % model.stride:
@@ -106,9 +109,10 @@ def check_stream(stream, model=None):
   if stream.model not in MODELS:
     raise FormatError(f"model {stream.model!r} is not known to this tfcodec "
                       f"(known: {', '.join(sorted(MODELS))})")
-  if stream.quality not in QUALITIES:
+  allowed = qualities(stream.model)
+  if stream.quality not in allowed:
     raise FormatError(f"quality {stream.quality} outside "
-                      f"{QUALITIES[0]}..{QUALITIES[-1]}")
+                      f"{allowed[0]}..{allowed[-1]} of {stream.model}")
   model_cls = MODELS[stream.model]
   geometry = model if model is not None else model_cls
   if stream.tiled and stream.tile_size % geometry.stride:
@@ -154,6 +158,8 @@ def decode_bytes(data, model=None, loader=None):
   if model.model_name != stream.model:
     raise FormatError(f"file made by {stream.model}, decoder holds "
                       f"{model.model_name}")
+  if hasattr(model, "set_quality"):
+    model.set_quality(stream.quality)
   image = np.empty((stream.height, stream.width, 3), np.uint8)
   for (top, left, tile_h, tile_w), (shapes, strings) in zip(
       stream.tile_boxes(), stream.payloads()):

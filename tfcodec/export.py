@@ -68,6 +68,10 @@ def build_module(model, quality):
 
   model._require_frozen()
   name, metric, quality = model.model_name, model.metric, int(quality)
+  if hasattr(model, "set_quality"):
+    # A variable-rate model's graphs read its quality variable: the export
+    # codes (and accepts) this quality only.
+    model.set_quality(quality)
 
   image_spec = tf.TensorSpec([None, None, 3], tf.uint8)
   bitstream_spec = tf.TensorSpec([], tf.string)

@@ -27,7 +27,7 @@ TINY_INFORMER = dict(N=8, M=16, head_dim=8)
 SEED = 0
 # Part of the snapshot fingerprint: snapshots built before the Keras
 # initializers were seeded hold arbitrary weights.
-_SEEDING = "keras-utils"
+_SEEDING = "keras-utils-per-model"
 
 
 def tiny_config(name):
@@ -41,11 +41,13 @@ def build_tiny_models(names=None):
   """{name: frozen tiny model} for every registered model (or `names`)."""
   import tensorflow as tf
   from tfcodec.models import MODELS, create_model
-  # Keras draws unseeded initializers from Python's and NumPy's generators:
-  # tf.random.set_seed alone gave every fresh build (CI) different weights.
-  tf.keras.utils.set_random_seed(SEED)
   models = {}
   for name in sorted(names or MODELS):
+    # Seeded per model, so its weights do not depend on which other models
+    # are registered or built. Keras draws unseeded initializers from
+    # Python's and NumPy's generators: tf.random.set_seed alone gave every
+    # fresh build (CI) different weights.
+    tf.keras.utils.set_random_seed(SEED)
     model = create_model(name, **tiny_config(name))
     model.freeze()
     models[name] = model
@@ -104,9 +106,6 @@ def load_tiny_models(directory, names=None):
   missing = [name for name in names if not os.path.exists(paths[name])]
   if missing:
     os.makedirs(directory, exist_ok=True)
-    # Built in one seeded sequence over the whole registry, so a model's
-    # weights do not depend on which snapshots happened to be missing.
-    for name, model in build_tiny_models(sorted(MODELS)).items():
-      if name in missing:
-        save_snapshot(model, paths[name])
+    for name, model in build_tiny_models(missing).items():
+      save_snapshot(model, paths[name])
   return {name: restore_snapshot(models[name], paths[name]) for name in names}

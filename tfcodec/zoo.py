@@ -21,13 +21,17 @@ import os
 
 import numpy as np
 
-from tfcodec.models import MODELS, create_model
+from tfcodec.models import MODELS, VARIABLE_RATE, create_model
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 DEFAULT_MODEL = "mbt2018-mean"
 
 
 def weights_path(name, quality, metric="mse"):
+  """A single-rate model has one file per quality; a variable-rate one has
+  one file for its whole ladder."""
+  if name in VARIABLE_RATE:
+    return os.path.join(WEIGHTS_DIR, f"{name}-{metric}.npz")
   return os.path.join(WEIGHTS_DIR, f"{name}-{metric}-q{quality}.npz")
 
 
@@ -38,7 +42,8 @@ def available_weights():
     for fname in sorted(os.listdir(WEIGHTS_DIR)):
       if fname.endswith(".npz"):
         meta = read_metadata(os.path.join(WEIGHTS_DIR, fname))
-        found.append((meta["model"], meta["metric"], int(meta["quality"])))
+        for quality in meta.get("qualities", [meta["quality"]]):
+          found.append((meta["model"], meta["metric"], int(quality)))
   return found
 
 
@@ -57,6 +62,9 @@ def save_weights(model, path, quality, extra=None, dtype=np.float16,
               N=int(model.N), M=int(model.M), lmbda=float(model.lmbda))
   if hasattr(model, "likelihood"):  # context models: gaussian or gmm
     meta["likelihood"] = model.likelihood
+  if hasattr(model, "lmbdas"):  # variable rate: the file serves every rung
+    meta.update(qualities=list(model.qualities), lmbdas=list(model.lmbdas),
+                reference_quality=model.reference_quality)
   meta.update(extra or {})
   arrays = {_variable_key(i, v): v.numpy().astype(dtype)
             for i, v in enumerate(model.trainable_weights)}
@@ -92,8 +100,9 @@ def store_tables(path):
   model.freeze()
   meta = read_metadata(path)
   quality = meta.pop("quality")
-  for key in ("model", "metric", "N", "M", "lmbda"):
-    meta.pop(key)
+  for key in ("model", "metric", "N", "M", "lmbda", "qualities", "lmbdas",
+              "reference_quality"):
+    meta.pop(key, None)
   with np.load(path) as data:
     dtype = data[next(k for k in data.files if not k.startswith("__"))].dtype
   save_weights(model, path, quality, extra=meta, dtype=dtype,
@@ -128,8 +137,9 @@ def warm_start(model, path, parts=("g_a", "g_s")):
     if source_part is None or target_part is None:
       raise ValueError(f"{path}: '{part}' is not a part of both "
                        f"{source.model_name} and {model.model_name}")
-    source_weights = source_part.trainable_weights
-    target_weights = target_part.trainable_weights
+    # trainable_variables: parts may be Keras layers or tf.Modules (priors).
+    source_weights = source_part.trainable_variables
+    target_weights = target_part.trainable_variables
     source_shapes = [tuple(v.shape) for v in source_weights]
     target_shapes = [tuple(v.shape) for v in target_weights]
     if source_shapes != target_shapes:
@@ -145,6 +155,7 @@ def warm_start(model, path, parts=("g_a", "g_s")):
 def load_model(name=DEFAULT_MODEL, quality=3, metric="mse", path=None,
                freeze=True):
   """A model with shipped (or given) weights, ready to compress."""
+  path_given = path is not None
   if path is None:
     path = weights_path(name, quality, metric)
     if not os.path.exists(path):
@@ -159,9 +170,16 @@ def load_model(name=DEFAULT_MODEL, quality=3, metric="mse", path=None,
       MODELS[meta["model"]].__init__).parameters
   extra = ({"likelihood": meta["likelihood"]}
            if "likelihood" in meta and takes_likelihood else {})
+  if "lmbdas" in meta:
+    extra.update(lmbdas=meta["lmbdas"],
+                 reference_quality=meta["reference_quality"])
   model = create_model(meta["model"], metric=meta["metric"], N=meta["N"],
                        M=meta["M"], lmbda=meta["lmbda"], **extra)
   load_weights(model, path)
+  if hasattr(model, "set_quality"):
+    # One file, every rung: the caller's quality picks the gains (a file
+    # given by path opens at the quality it was saved at).
+    model.set_quality(meta["quality"] if path_given else quality)
   if freeze:
     model.freeze(read_tables(path))
   return model

@@ -110,19 +110,30 @@ class CompressionModel(tf.keras.Model):
             for index, module in enumerate(self.entropy_modules())}
 
   def rd_loss(self, x, outputs):
-    """Rate (bits per pixel) + lambda * distortion, plus monitored terms."""
-    num_pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-    bits = tf.add_n([tf.reduce_sum(b) for b in outputs["bits"].values()])
-    bpp = bits / num_pixels
+    """Rate (bits per pixel) + lambda * distortion, plus monitored terms.
+
+    A variable-rate model's forward returns a lambda per image
+    (`outputs["lmbda"]`, shape [B]); the loss is then the batch mean of each
+    image's own rate + lambda * distortion.
+    """
+    image_pixels = tf.cast(tf.reduce_prod(tf.shape(x)[1:-1]), tf.float32)
+    batch = tf.shape(x)[0]
+    image_bits = tf.add_n([
+        tf.reduce_sum(tf.reshape(tf.cast(b, tf.float32), [batch, -1]), axis=1)
+        for b in outputs["bits"].values()])
+    image_bpp = image_bits / image_pixels
+    bpp = tf.reduce_mean(image_bpp)
     x_hat = tf.cast(outputs["x_hat"], tf.float32)
-    mse = tf.reduce_mean(tf.math.squared_difference(x, x_hat)) * 255. ** 2
+    image_mse = tf.reduce_mean(tf.math.squared_difference(x, x_hat),
+                               axis=[1, 2, 3]) * 255. ** 2
+    mse = tf.reduce_mean(image_mse)
     if self.metric == "mse":
-      distortion = mse
+      image_distortion = image_mse
     else:
-      ms_ssim = tf.reduce_mean(tf.image.ssim_multiscale(
-          tf.clip_by_value(x_hat, 0., 1.), x, 1.))
-      distortion = (1. - ms_ssim)
-    loss = bpp + self.lmbda * distortion
+      image_distortion = 1. - tf.image.ssim_multiscale(
+          tf.clip_by_value(x_hat, 0., 1.), x, 1.)
+    lmbda = outputs.get("lmbda", self.lmbda)
+    loss = tf.reduce_mean(image_bpp + lmbda * image_distortion)
     return dict(loss=loss, bpp=bpp, mse=mse, psnr=mse_to_psnr(mse))
 
   def replica_gradients(self, x):

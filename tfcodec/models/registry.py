@@ -42,8 +42,26 @@ _LADDERS = {
 }
 
 
+# Variable-rate architectures: one network (one weight file) serves every
+# quality of its ladder, all at the same (N, M): name -> ((N, M), qualities).
+# mbt2018-mean-vr covers mbt2018-mean's narrow rungs, q1-q4.
+VARIABLE_RATE = {
+    "mbt2018-mean-vr": ((128, 192), (1, 2, 3, 4)),
+}
+
+
+def variable_rate_lambdas(name, metric="mse"):
+  """The lambda ladder of a variable-rate architecture, quality 1 first."""
+  if metric not in LAMBDAS:
+    raise ValueError(f"metric must be one of {sorted(LAMBDAS)}, got {metric!r}")
+  return tuple(LAMBDAS[metric][q - 1] for q in VARIABLE_RATE[name][1])
+
+
 def qualities(name):
-  """The qualities an architecture defines (1..8, or 1..6 for TCM)."""
+  """The qualities an architecture defines (1..8, 1..6 for TCM, a variable-
+  rate model's ladder)."""
+  if name in VARIABLE_RATE:
+    return VARIABLE_RATE[name][1]
   if name in _LADDERS:
     return tuple(range(1, len(TCM_LAMBDAS) + 1))
   return QUALITIES
@@ -59,6 +77,12 @@ def register_model(name):
 
 def quality_config(name, quality, metric="mse"):
   """(N, M, lambda) for an architecture at a quality."""
+  if name in VARIABLE_RATE:
+    (n, m), rungs = VARIABLE_RATE[name]
+    if quality not in rungs:
+      raise ValueError(f"{name} quality must be in {rungs[0]}..{rungs[-1]}, "
+                       f"got {quality}")
+    return n, m, variable_rate_lambdas(name, metric)[rungs.index(quality)]
   if name in _LADDERS:
     (n, m), ladders = _LADDERS[name]
     if metric not in ladders:
@@ -70,7 +94,7 @@ def quality_config(name, quality, metric="mse"):
     return n, m, ladders[metric][quality - 1]
   if name not in _WIDTHS:
     raise KeyError(f"unknown model {name!r}; known: "
-                   f"{sorted(_WIDTHS) + sorted(_LADDERS)}")
+                   f"{sorted(_WIDTHS) + sorted(_LADDERS) + sorted(VARIABLE_RATE)}")
   if quality not in QUALITIES:
     raise ValueError(f"quality must be in 1..8, got {quality}")
   if metric not in LAMBDAS:

@@ -90,6 +90,23 @@ def evaluate(model, images, keep=0):
   return float(np.mean(bpps)), float(np.mean(psnrs)), kept
 
 
+def _evaluate_other_rungs(model, images, step, log, writer):
+  """A variable-rate model's other qualities, each logged as eval_quality."""
+  current = model.quality
+  try:
+    for quality in model.qualities:
+      if quality == current:
+        continue
+      model.set_quality(quality)
+      bpp, psnr, _ = evaluate(model, images)
+      log("eval_quality", text=(f"eval at step {step}, quality {quality}: "
+                                f"{bpp:.4f} bpp, {psnr:.2f} dB"),
+          step=step, quality=quality, bpp=bpp, psnr=psnr)
+      _write_scalars(writer, step, f"val_q{quality}", dict(bpp=bpp, psnr=psnr))
+  finally:
+    model.set_quality(current)
+
+
 def consistency(model, batch, step_terms, tolerance=1.5):
   """Eager loss on the last training batch vs what the traced step reported.
 
@@ -349,6 +366,8 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
         with writer.as_default(step=s):
           for i, image in enumerate(reconstructions):
             tf.summary.image(f"val/reconstruction_{i}", image[None])
+        if hasattr(model, "set_quality"):
+          _evaluate_other_rungs(model, val_images, s, log, writer)
         writer.flush()
         last = time.time()
   finally:

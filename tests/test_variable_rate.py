@@ -1,0 +1,119 @@
+"""mbt2018-mean-vr: one network, a quality ladder through gain units."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import random_image
+from tfcodec import codec, zoo
+from tfcodec.io.bitstream import Bitstream, FormatError
+from tfcodec.models import LAMBDAS, create_model, qualities, quality_config
+from tfcodec.models.base import pad_to_multiple
+
+NAME = "mbt2018-mean-vr"
+PARTS = ("g_a", "g_s", "h_a", "h_s", "z_prior", "y_conditional")
+
+
+def test_ladder_is_mbt2018_means_narrow_rungs():
+  assert qualities(NAME) == (1, 2, 3, 4)
+  for quality in (1, 2, 3, 4):
+    assert quality_config(NAME, quality) == quality_config(
+        "mbt2018-mean", quality)
+  with pytest.raises(ValueError, match="1..4"):
+    quality_config(NAME, 5)
+  model = create_model(NAME, quality=2, N=8, M=8)
+  assert model.quality == 2 and model.lmbda == LAMBDAS["mse"][1]
+  # Gains start at sqrt(lambda_q / lambda_3).
+  np.testing.assert_allclose(
+      np.exp(model.log_gains.numpy()[:, 0]),
+      np.sqrt(np.array(LAMBDAS["mse"][:4]) / LAMBDAS["mse"][2]), rtol=1e-6)
+
+
+def test_reference_quality_starts_as_the_single_rate_model():
+  tf.keras.utils.set_random_seed(4)
+  single = create_model("mbt2018-mean", N=8, M=8)
+  gained = create_model(NAME, quality=3, N=8, M=8)
+  for part in PARTS:
+    for source, target in zip(getattr(single, part).trainable_variables,
+                              getattr(gained, part).trainable_variables):
+      target.assign(source)
+  x = tf.constant(random_image(64, 128, seed=1), tf.float32)[None] / 255.
+  expected, actual = single(x, training=False), gained(x, training=False)
+  np.testing.assert_array_equal(actual["x_hat"].numpy(),
+                                expected["x_hat"].numpy())
+  for key in ("y", "z"):
+    np.testing.assert_array_equal(actual["bits"][key].numpy(),
+                                  expected["bits"][key].numpy())
+  # Elsewhere on the ladder the gains change the rate.
+  gained.set_quality(1)
+  assert float(gained(x, training=False)["bits"]["y"][0]) < float(
+      expected["bits"]["y"][0])
+
+
+def test_training_loss_uses_each_images_own_lambda():
+  tf.keras.utils.set_random_seed(5)
+  model = create_model(NAME, quality=3, N=8, M=8)
+  x = tf.random.uniform([6, 64, 64, 3])
+  outputs = model(x, training=True)
+  lmbda = outputs["lmbda"].numpy()
+  assert lmbda.shape == (6,) and set(lmbda) <= set(
+      np.float32(LAMBDAS["mse"][:4]))
+  terms = model.rd_loss(x, outputs)
+  bpp = (sum(b.numpy() for b in outputs["bits"].values()) / (64 * 64))
+  mse = np.mean((x.numpy() - outputs["x_hat"].numpy()) ** 2,
+                axis=(1, 2, 3)) * 255. ** 2
+  np.testing.assert_allclose(float(terms["loss"]), np.mean(bpp + lmbda * mse),
+                             rtol=1e-5)
+
+
+def test_every_quality_round_trips_bit_exactly(tiny_models):
+  model = tiny_models[NAME]
+  image = random_image(70, 90, seed=3)
+  x = pad_to_multiple(tf.constant(image, tf.float32)[None] / 255., model.stride)
+  sizes = []
+  for quality in model.qualities:
+    model.set_quality(quality)
+    strings, shapes = model.compress(image)
+    np.testing.assert_array_equal(
+        model.decompress_latents(strings, shapes).numpy(),
+        model(x, training=False)["x_hat"].numpy())
+    sizes.append(sum(len(s.numpy()) for s in strings))
+  # Larger gains, more bits (untrained weights, so only the order is checked).
+  assert sizes == sorted(sizes) and sizes[0] < sizes[-1], sizes
+
+
+def test_header_quality_selects_the_gains(tiny_models, tmp_path):
+  model = tiny_models[NAME]
+  image = random_image(40, 72, seed=6)
+  files = {q: codec.encode_image(model, image, q) for q in (1, 4)}
+  # Decoding with the model left at another quality still uses the file's.
+  for quality, data in files.items():
+    model.set_quality(5 - quality)
+    decoded = codec.decode_bytes(data, model=model)
+    model.set_quality(quality)
+    strings, shapes = model.compress(image)
+    expected = model.decompress(strings, shapes, image.shape[:2]).numpy()
+    np.testing.assert_array_equal(decoded, expected)
+  stream = Bitstream.from_bytes(files[4])
+  stream.quality = 5
+  with pytest.raises(FormatError, match="quality 5 outside 1..4"):
+    codec.decode_bytes(stream.to_bytes(), model=model)
+
+
+def test_one_weight_file_serves_every_quality(tiny_models, tmp_path,
+                                              monkeypatch):
+  model = tiny_models[NAME]
+  monkeypatch.setattr(zoo, "WEIGHTS_DIR", str(tmp_path))
+  model.set_quality(2)
+  path = zoo.weights_path(NAME, 2)
+  assert path == str(tmp_path / f"{NAME}-mse.npz")
+  zoo.save_weights(model, path, 2, tables=model.coding_tables(),
+                   dtype=np.float32)
+  assert [q for n, _, q in zoo.available_weights() if n == NAME] == [1, 2, 3, 4]
+  image = random_image(64, 64, seed=2)
+  for quality in (1, 3):
+    loaded = zoo.load_model(NAME, quality)
+    assert loaded.quality == quality
+    model.set_quality(quality)
+    assert codec.encode_image(loaded, image, quality) == codec.encode_image(
+        model, image, quality)

@@ -1,0 +1,139 @@
+"""Cui, Wang, Bai, Zhang, Ding, Liu, Cui: "Asymmetric Gained Deep Image
+Compression With Continuous Rate Adaptation", CVPR 2021.
+https://arxiv.org/abs/2003.02012
+
+mbt2018-mean-vr: one mean-scale hyperprior network for a whole lambda ladder.
+Each quality q owns a gain vector and an inverse-gain vector over y's M
+channels; everything else is mbt2018-mean's and shared by all qualities:
+
+  x -> g_a -> y -> * gain[q] -> y_q -> h_a -> z, Q, factorized prior (z)
+  z_hat -> h_s -> [scale indexes | means] of y_q
+  y_q: Q around the mean, Gaussian conditional
+  y_q_hat -> * inverse_gain[q] -> g_s -> x_hat
+
+A gain above 1 spreads y over more quantization bins (more bits, less
+distortion); the inverse gain undoes it before synthesis, and learning the
+two apart ("asymmetric") lets the decoder correct what rounding did at that
+rate. Training draws a quality per image, so every step trains several rates
+and each image's loss uses its own lambda.
+
+Gains start at sqrt(lambda_q / lambda_reference) (at high rate the MSE-optimal
+quantization step goes as 1/sqrt(lambda)), so the reference quality starts
+with unit gains and a model warm-started from a single-rate mbt2018-mean at
+that quality reproduces it exactly there.
+
+The container keeps an integer quality, so only the ladder's qualities are
+coded; the paper's interpolation between adjacent gain vectors is not offered.
+The gains are applied in float32 from exp() taken in float64 (nothing there
+is fused or vectorised differently by oneDNN), so coding stays reproducible.
+"""
+
+import math
+
+import tensorflow as tf
+
+from tfcodec.models.mbt2018 import MeanScaleHyperpriorModel
+from tfcodec.models.registry import register_model, variable_rate_lambdas
+
+
+@register_model("mbt2018-mean-vr")
+class GainedMeanScaleHyperpriorModel(MeanScaleHyperpriorModel):
+  """mbt2018-mean with per-quality gain units. Args: N, M, lmbdas (the
+  ladder, quality 1 first), quality (the one compress/forward use),
+  reference_quality (the one whose gains start at 1)."""
+
+  def __init__(self, N=128, M=192, lmbdas=None, quality=None,
+               reference_quality=3, metric="mse", lmbda=None, **kwargs):
+    lmbdas = tuple(float(l) for l in
+                   (lmbdas or variable_rate_lambdas(self.model_name, metric)))
+    if quality is None:
+      # create_model passes the quality's lambda; find its rung.
+      quality = (lmbdas.index(float(lmbda)) + 1
+                 if lmbda is not None and float(lmbda) in lmbdas
+                 else reference_quality)
+    init_gains = [0.5 * math.log(l / lmbdas[reference_quality - 1])
+                  for l in lmbdas]
+    super().__init__(N=N, M=M, metric=metric, lmbda=lmbdas[quality - 1],
+                     **kwargs)
+    self.lmbdas = lmbdas
+    self.reference_quality = int(reference_quality)
+    init = tf.constant(init_gains, tf.float32)[:, None] * tf.ones([M])
+    self.log_gains = tf.Variable(init, name="log_gains")
+    self.log_inverse_gains = tf.Variable(-init, name="log_inverse_gains")
+    # Which rung compress/decompress and forward(training=False) use; a
+    # variable, so the traced coding functions follow set_quality().
+    self.quality_index = tf.Variable(quality - 1, trainable=False,
+                                     dtype=tf.int32, name="quality_index")
+    self._variables_ready = True
+    MeanScaleHyperpriorModel.build_variables(self)
+
+  @property
+  def qualities(self):
+    return tuple(range(1, len(self.lmbdas) + 1))
+
+  @property
+  def quality(self):
+    return int(self.quality_index.numpy()) + 1
+
+  def set_quality(self, quality):
+    """Selects the rung used by forward (training=False) and coding."""
+    if int(quality) not in self.qualities:
+      raise ValueError(f"{self.model_name} has qualities "
+                       f"{self.qualities[0]}..{self.qualities[-1]}, got "
+                       f"{quality}")
+    self.quality_index.assign(int(quality) - 1)
+    self.lmbda = self.lmbdas[int(quality) - 1]
+    return self
+
+  def build_variables(self):
+    # The base constructor calls this before the gains exist; the real build
+    # runs at the end of __init__.
+    if getattr(self, "_variables_ready", False):
+      super().build_variables()
+
+  def gains(self, index):
+    """(gain, inverse gain), each [B, 1, 1, M] float32, for rung indexes [B]."""
+    gain = tf.exp(tf.cast(tf.gather(self.log_gains, index), tf.float64))
+    inverse = tf.exp(tf.cast(tf.gather(self.log_inverse_gains, index),
+                             tf.float64))
+    return (tf.cast(gain, tf.float32)[:, None, None, :],
+            tf.cast(inverse, tf.float32)[:, None, None, :])
+
+  def _rung_indexes(self, batch, training):
+    if training:
+      # Every image of a training batch draws its own rate.
+      return tf.random.uniform([batch], 0, len(self.lmbdas), dtype=tf.int32)
+    return tf.fill([batch], self.quality_index)
+
+  def call(self, x, training=False):
+    index = self._rung_indexes(tf.shape(x)[0], training)
+    gain, inverse_gain = self.gains(index)
+    y = tf.cast(self.g_a(x), tf.float32) * gain
+    z = self.h_a(y)
+    z_hat, z_bits = self.z_prior(z, training=training)
+    scale_indexes, means = self.entropy_parameters(z_hat)
+    y_hat, y_bits = self.y_conditional(y, scale_indexes, means,
+                                       training=training)
+    x_hat = self.g_s(y_hat * inverse_gain)
+    lmbda = tf.gather(tf.constant(self.lmbdas, tf.float32), index)
+    return dict(x_hat=x_hat, bits=dict(y=y_bits, z=z_bits), lmbda=lmbda)
+
+  def compress_latents(self, x):
+    gain, _ = self.gains(self._rung_indexes(1, False))
+    y = tf.cast(self.g_a(x), tf.float32) * gain
+    z = self.h_a(y)
+    y_shape, z_shape = tf.shape(y)[1:3], tf.shape(z)[1:3]
+    z_string, z_hat = self.z_prior.compress_with_reconstruction(z)
+    scale_indexes, means = self.entropy_parameters(z_hat, y_shape)
+    y_string = self.y_conditional.compress(y, scale_indexes, means)
+    return (y_string[0], z_string[0]), (y_shape, z_shape)
+
+  def decompress_latents(self, strings, latent_shapes):
+    y_string, z_string = strings
+    y_shape, z_shape = latent_shapes
+    _, inverse_gain = self.gains(self._rung_indexes(1, False))
+    z_hat = self.z_prior.decompress(z_string[None], z_shape)
+    scale_indexes, means = self.entropy_parameters(z_hat, y_shape)
+    y_hat = self.y_conditional.decompress(y_string[None], scale_indexes, means)
+    return self.g_s(y_hat * inverse_gain)
+
