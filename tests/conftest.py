@@ -21,7 +21,7 @@ def tiny_models(tiny_snapshots):
   """One frozen, randomly initialised tiny model per registered name.
 
   Built once from a fixed seed (tfcodec.testing) and cached with its
-  range-coding tables, which take ~30 s per factorized prior to build;
+  range-coding tables (a few seconds per model to build);
   subprocesses (fuzz worker, determinism matrix) restore the same snapshots.
   """
   from tfcodec import testing

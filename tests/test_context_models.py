@@ -341,7 +341,9 @@ def test_decoding_is_identical_across_threads_and_onednn(tmp_path):
   script = tmp_path / "run.py"
   script.write_text(_DETERMINISM_SCRIPT.format(root=ROOT, tmp=str(tmp_path)))
   results = {}
-  for threads, onednn in [(1, "1"), (2, "1"), (1, "0"), (2, "0")]:
+  # Two opposite corners of the matrix (both settings change at once);
+  # tests/test_determinism.py and make determinism run every combination.
+  for threads, onednn in [(1, "1"), (2, "0")]:
     env = dict(os.environ, TFCODEC_THREADS=str(threads),
                TF_ENABLE_ONEDNN_OPTS=onednn, TF_CPP_MIN_LOG_LEVEL="3")
     run = subprocess.run([sys.executable, str(script)], env=env,

@@ -3,8 +3,8 @@
 Every registered model is built with TINY widths from a fixed seed, so the
 fuzzer, the determinism matrix and the test suite run on the same models no
 matter which weights ship. Freezing a model builds its range-coding tables
-with a slow eager optimisation (about 30 s per factorized prior on 2 cores),
-so `load_tiny_models` caches weights and tables in a folder and worker
+(2-4 s per model on 2 cores, plus tracing its coding functions), so
+`load_tiny_models` caches weights and tables in a folder and worker
 subprocesses restore them in about a second each.
 """
 
