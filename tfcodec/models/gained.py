@@ -118,22 +118,10 @@ class GainedMeanScaleHyperpriorModel(MeanScaleHyperpriorModel):
     lmbda = tf.gather(tf.constant(self.lmbdas, tf.float32), index)
     return dict(x_hat=x_hat, bits=dict(y=y_bits, z=z_bits), lmbda=lmbda)
 
-  def compress_latents(self, x):
+  def analysis(self, x):
     gain, _ = self.gains(self._rung_indexes(1, False))
-    y = tf.cast(self.g_a(x), tf.float32) * gain
-    z = self.h_a(y)
-    y_shape, z_shape = tf.shape(y)[1:3], tf.shape(z)[1:3]
-    z_string, z_hat = self.z_prior.compress_with_reconstruction(z)
-    scale_indexes, means = self.entropy_parameters(z_hat, y_shape)
-    y_string = self.y_conditional.compress(y, scale_indexes, means)
-    return (y_string[0], z_string[0]), (y_shape, z_shape)
+    return tf.cast(self.g_a(x), tf.float32) * gain
 
-  def decompress_latents(self, strings, latent_shapes):
-    y_string, z_string = strings
-    y_shape, z_shape = latent_shapes
+  def synthesis(self, y_hat):
     _, inverse_gain = self.gains(self._rung_indexes(1, False))
-    z_hat = self.z_prior.decompress(z_string[None], z_shape)
-    scale_indexes, means = self.entropy_parameters(z_hat, y_shape)
-    y_hat = self.y_conditional.decompress(y_string[None], scale_indexes, means)
     return self.g_s(y_hat * inverse_gain)
-

@@ -104,8 +104,17 @@ class MeanScaleHyperpriorModel(CompressionModel):
   def entropy_modules(self):
     return [self.z_prior, self.y_conditional]
 
+  # Coding hooks: the variable-rate model (gained.py) scales y in them.
+  def analysis(self, x):
+    """x -> the y that is coded."""
+    return self.g_a(x)
+
+  def synthesis(self, y_hat):
+    """Decoded y -> reconstruction."""
+    return self.g_s(y_hat)
+
   def compress_latents(self, x):
-    y = self.g_a(x)
+    y = self.analysis(x)
     z = self.h_a(y)
     y_shape, z_shape = tf.shape(y)[1:3], tf.shape(z)[1:3]
     z_string, z_hat = self.z_prior.compress_with_reconstruction(z)
@@ -119,7 +128,7 @@ class MeanScaleHyperpriorModel(CompressionModel):
     z_hat = self.z_prior.decompress(z_string[None], z_shape)
     scale_indexes, means = self.entropy_parameters(z_hat, y_shape)
     y_hat = self.y_conditional.decompress(y_string[None], scale_indexes, means)
-    return self.g_s(y_hat)
+    return self.synthesis(y_hat)
 
 
 # -- mbt2018: the joint autoregressive and hierarchical model ------------------
