@@ -31,8 +31,9 @@ import time
 
 THREADS = (1, 2, 4)
 ONEDNN = (0, 1)
-KODAK = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "..", "shared", "data", "kodak")
+# The shared data sits beside the repository: <repo>/../shared/data/kodak.
+KODAK = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "..", "shared", "data", "kodak")
 
 
 def _digest(data):
