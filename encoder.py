@@ -18,7 +18,9 @@ from absl import app, flags  # noqa: E402
 flags.DEFINE_string("input_dir", "valid", "Folder of images to encode.")
 flags.DEFINE_string("output_dir", "bitstreams",
                     "Folder for the <stem>.tfci files (created if missing).")
-flags.DEFINE_string("model", "mbt2018-mean", "Registered model to encode with.")
+flags.DEFINE_string("model", "mbt2018-mean-vr",
+                    "Registered model to encode with (the default is the best "
+                    "shipped one, tfcodec.zoo.DEFAULT_MODEL).")
 flags.DEFINE_integer("quality", 3, "Quality level (1..8) of the shipped weights.")
 flags.DEFINE_enum("metric", "mse", ["mse", "ms-ssim"],
                   "Which shipped weights: trained for MSE or for MS-SSIM.")

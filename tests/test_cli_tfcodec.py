@@ -52,7 +52,7 @@ def test_info_reports_the_header_of_an_encoder_py_file(encoded, capsys):
   y, z = stream.strings
   expected = [
       f"{path}: {len(data)} bytes",
-      "  model:        mbt2018-mean (weights installed)",
+      f"  model:        {zoo.DEFAULT_MODEL} (weights installed)",
       "  quality:      3",
       "  metric:       mse",
       f"  size:         160x96 (width x height), {bpp:.4f} bpp",
@@ -94,7 +94,7 @@ def test_compress_matches_encoder_py_and_decompress_round_trips(
   out_file = tmp_path / "k.tfci"
   status, out, _ = run(capsys, "compress", str(folder / "images" / "k.png"),
                        str(out_file))
-  assert status == 0 and "(mbt2018-mean mse q3)" in out
+  assert status == 0 and f"({zoo.DEFAULT_MODEL} mse q3)" in out
   assert out_file.read_bytes() == path.read_bytes()
   status, out, _ = run(capsys, "decompress", str(out_file), "--reference",
                        str(folder / "images" / "k.png"))
@@ -136,7 +136,7 @@ def test_missing_weights_and_unknown_models_say_what_exists(encoded, tmp_path,
   shipped = [q for n, m, q in zoo.available_weights() if n == "mbt2018-mean"]
   missing = max(set(range(1, 9)) - set(shipped))
   status, _, err = run(capsys, "compress", source, str(tmp_path / "a.tfci"),
-                       "--quality", str(missing))
+                       "--model", "mbt2018-mean", "--quality", str(missing))
   assert status == 2
   assert f"no shipped weights for mbt2018-mean (mse) at quality {missing}" in err
   for quality in shipped:

@@ -24,7 +24,8 @@ import numpy as np
 from tfcodec.models import MODELS, VARIABLE_RATE, create_model
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
-DEFAULT_MODEL = "mbt2018-mean"
+# The best shipped codec (tfcodec/weights/README.md); encoder.py's default.
+DEFAULT_MODEL = "mbt2018-mean-vr"
 
 
 def weights_path(name, quality, metric="mse"):

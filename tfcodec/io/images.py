@@ -19,6 +19,9 @@ _CONVERTIBLE = {"RGBA": "alpha channel dropped", "LA": "grayscale + alpha",
 
 def read_image(path):
   """uint8 HxWx3 array. RGBA/grayscale/palette become RGB with a warning."""
+  if os.path.isfile(path) and os.path.getsize(path) == 0:
+    # PIL only says "cannot identify image file" here, which hides the cause.
+    raise ImageError(f"{path}: cannot read image (empty file, 0 bytes)")
   try:
     with Image.open(path) as im:
       im.load()
