@@ -28,19 +28,24 @@ def main(argv):
   from tfcodec.layers import gdn, igdn
   from tfcodec.models import create_model
   from tfcodec.testing import tiny_config
-  # As train.py runs: bf16 policy, GDN as a float32 island.
-  tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
   out = {}
   x = tf.random.stateless_normal([2, 8, 8, 16], [1, 2])  # negative values too
-  for name, layer in [("gdn", gdn(form="simplified")),
-                      ("igdn", igdn(form="simplified")),
-                      ("gdn_classic", gdn(form="classic"))]:
-    # Trace first, as train.py does: the layer is built inside the trace.
-    traced_fn = tf.function(lambda t: layer(t)).get_concrete_function(
-        tf.TensorSpec(x.shape))
-    traced = traced_fn(x)
-    eager = layer(x)
-    out[name] = float(tf.reduce_max(tf.abs(tf.cast(eager - traced, tf.float32))))
+  # float32 (evaluation) and mixed_bfloat16 (train.py): the defect took the
+  # wrong branch in either; bf16 kernels may differ by an ulp between eager
+  # and graph, so the error is relative to the output's magnitude.
+  for policy in ("float32", "mixed_bfloat16"):
+    tf.keras.mixed_precision.set_global_policy(policy)
+    for name, layer in [("gdn", gdn(form="simplified")),
+                        ("igdn", igdn(form="simplified")),
+                        ("gdn_classic", gdn(form="classic"))]:
+      # Trace first, as train.py does: the layer is built inside the trace.
+      traced_fn = tf.function(lambda t: layer(t)).get_concrete_function(
+          tf.TensorSpec(x.shape))
+      traced = tf.cast(traced_fn(x), tf.float32)
+      eager = tf.cast(layer(x), tf.float32)
+      out[f"{name}/{policy}"] = float(
+          tf.reduce_max(tf.abs(eager - traced)) / tf.reduce_max(tf.abs(eager)))
+  tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
   tf.keras.utils.set_random_seed(0)
   model = create_model("mbt2018-mean", lmbda=0.01, **tiny_config("mbt2018-mean"))
   images = tf.random.stateless_uniform([2, 64, 64, 3], [3, 4])
@@ -107,9 +112,14 @@ def test_gdn_trace_under_absl_takes_the_right_pooling():
 
 @pytest.mark.parametrize("layer", ["gdn", "igdn", "gdn_classic"])
 def test_gdn_traced_under_absl_equals_eager(differences, layer):
-  assert differences[layer] < 1e-5
+  # The defect gave relative errors of order 1 (x instead of |x|).
+  assert differences[f"{layer}/float32"] < 1e-6
+  # Measured 0.007-0.008 (two bf16 ulps at the top of the range).
+  assert differences[f"{layer}/mixed_bfloat16"] < 2 ** -5
 
 
 def test_model_forward_traced_under_absl_equals_eager(differences):
-  assert differences["model_x_hat"] < 1e-4
+  # bf16 GDN: graph and eager kernels round differently (measured 8.2e-5, a
+  # fiftieth of an 8-bit level); the defect cost ~20 dB.
+  assert differences["model_x_hat"] < 1e-3
   assert differences["model_bits"] < 1e-2

@@ -1,4 +1,4 @@
-"""Reusable Keras layers: convolutions, GDN islands, masked convolutions."""
+"""Reusable Keras layers: convolutions, GDN, masked convolutions."""
 
 from tfcodec.layers.conv import conv, deconv
 from tfcodec.layers.gdn import gdn, igdn

@@ -1,8 +1,13 @@
 """GDN / IGDN (Ballé et al. 2016) on tensorflow-compression's parameterisation.
 
-`tfc.GDN` cannot run under the `mixed_bfloat16` policy (its reparameterised
-beta/gamma are float32 variables), so each GDN is built as a float32 *island*:
-Keras casts the bf16 activations in and the next convolution casts them back.
+`tfc.GDN` cannot run under the `mixed_bfloat16` policy (it mixes its float32
+reparameterised beta/gamma with bf16 activations). tfcodec's GDN casts them to
+the compute dtype instead, so under that policy GDN runs in bf16 like the
+convolutions around it: measured with bench/train_throughput.py's model
+(bmshj2018-hyperprior, 8x256^2, avx512_bf16, no AMX) a training step costs
+2.25 CPU-s with bf16 GDN against 2.77 CPU-s with float32 islands (Keras
+casting the activations in and out), and 2.09 CPU-s with ReLU instead of GDN.
+Coding never uses this path: freeze() switches GDN to exact integer sums.
 
 Two forms are offered:
   * "simplified" (tfc's default, Johnston et al. 2019, "Computationally
@@ -24,7 +29,7 @@ _FORMS = {
 def gdn(name=None, form="simplified", inverse=False):
   if form not in _FORMS:
     raise ValueError(f"Unknown GDN form {form!r}; expected one of {sorted(_FORMS)}.")
-  return exact.GDN(inverse=inverse, name=name, dtype="float32", **_FORMS[form])
+  return exact.GDN(inverse=inverse, name=name, **_FORMS[form])
 
 
 def igdn(name=None, form="simplified"):

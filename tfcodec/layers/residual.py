@@ -6,8 +6,8 @@
   ResidualUnit         1x1 (C/2) ReLU 3x3 ReLU 1x1 (C), plus the input, ReLU
   SubpelConv           conv3 to 4x the channels, then depth-to-space x2
 
-All are Keras layers, so they run under `mixed_bfloat16`; the GDNs inside are
-float32 islands (see gdn.py). LeakyReLU uses slope 0.01 (PyTorch's default,
+All are Keras layers, so they run under `mixed_bfloat16`; the GDNs inside run
+in the compute dtype too (see gdn.py). LeakyReLU uses slope 0.01 (PyTorch's default,
 which the published models were trained with).
 """
 
