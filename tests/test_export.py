@@ -253,7 +253,7 @@ def test_savedmodel_without_tfcodec_matches_the_cli(shipped_export, tmp_path):
     assert sm_bytes == cli_bytes, stem
     header = Bitstream.from_bytes(sm_bytes)
     assert (header.model, header.quality, header.height, header.width) == (
-        "mbt2018-mean", 3, image.shape[0], image.shape[1])
+        zoo.DEFAULT_MODEL, 3, image.shape[0], image.shape[1])
     cli_image = np.asarray(Image.open(tmp_path / f"{stem}.cli.png"))
     sm_image = np.asarray(Image.open(tmp_path / f"{stem}.sm.png"))
     assert sm_image.shape == image.shape
