@@ -80,3 +80,20 @@ def test_train_step_reduces_loss_and_skips_non_finite():
   assert float(terms["skipped"]) == 1.
   for b, v in zip(before, model.trainable_variables):
     np.testing.assert_array_equal(b, v.numpy())
+
+
+def test_image_to_unit_has_the_same_bits_traced_and_eager():
+  """The encoder's uint8 -> [0, 1] conversion runs inside a tf.function; a
+  traced `x / 255.` differed from eager division in the last bit for about
+  half the values, so the coded latents were not those of the forward pass
+  (tiny TCM weights with seed 2 turned that into a different decode)."""
+  from tfcodec.models.base import image_to_unit
+  pixels = tf.constant(np.arange(256, dtype=np.uint8).reshape(16, 16))
+  traced = tf.function(image_to_unit, input_signature=[
+      tf.TensorSpec([None, None], tf.uint8)])(pixels).numpy()
+  eager = image_to_unit(pixels).numpy()
+  divided = (tf.cast(pixels, tf.float32) / 255.).numpy()
+  np.testing.assert_array_equal(traced, eager)
+  np.testing.assert_array_equal(eager, divided)
+  np.testing.assert_array_equal(
+      eager, np.arange(256, dtype=np.float32).reshape(16, 16) / np.float32(255))

@@ -82,16 +82,6 @@ def _kodak_crop():
   return np.asarray(Image.open(path).convert("RGB"))[200:328, 300:492]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "Known defect (issue 6), weight-dependent: with tiny tcm-s weights drawn "
-    "with seed 2 (not the suite's, which pass since per-model seeding), "
-    "model.compress (a tf.function with dynamic H, W) writes different "
-    "strings for slices y3, y4 than compress_latents run eagerly or traced "
-    "at a static shape, although y, z and z_hat are identical; the file "
-    "decodes consistently (the guard's re-encode matches), so the slice "
-    "parameter networks compute differently under dynamic shapes and the "
-    "decoded image differs from the forward pass (max 10902 on outputs of "
-    "~2e6). Not yet located."))
 @pytest.mark.parametrize("image", ["odd", "kodak"])
 def test_round_trip_is_bit_exact(tiny_models, image):
   model = tiny_models["tcm-s"]
