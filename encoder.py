@@ -18,9 +18,9 @@ from absl import app, flags  # noqa: E402
 flags.DEFINE_string("input_dir", "valid", "Folder of images to encode.")
 flags.DEFINE_string("output_dir", "bitstreams",
                     "Folder for the <stem>.tfci files (created if missing).")
-flags.DEFINE_string("model", "mbt2018-mean-vr",
-                    "Registered model to encode with (the default is the best "
-                    "shipped one, tfcodec.zoo.DEFAULT_MODEL).")
+flags.DEFINE_string("model", None,
+                    "Registered model to encode with; by default the best "
+                    "shipped one, tfcodec.zoo.DEFAULT_MODEL.")
 flags.DEFINE_integer("quality", 3, "Quality level (1..8) of the shipped weights.")
 flags.DEFINE_enum("metric", "mse", ["mse", "ms-ssim"],
                   "Which shipped weights: trained for MSE or for MS-SSIM.")
@@ -29,12 +29,13 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from tfcodec import codec
+  from tfcodec import codec, zoo
   from tfcodec.util import quiet_tensorflow
   quiet_tensorflow()
   try:
     results = codec.encode_folder(FLAGS.input_dir, FLAGS.output_dir,
-                                  FLAGS.model, FLAGS.quality, FLAGS.metric)
+                                  FLAGS.model or zoo.DEFAULT_MODEL,
+                                  FLAGS.quality, FLAGS.metric)
   except (OSError, KeyError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -31,9 +31,6 @@ import time
 
 THREADS = (1, 2, 4)
 ONEDNN = (0, 1)
-# The shared data sits beside the repository: <repo>/../shared/data/kodak.
-KODAK = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "..", "shared", "data", "kodak")
 
 
 def _digest(data):
@@ -221,7 +218,8 @@ def main(argv=None):
     from tfcodec import testing
     testing.load_tiny_models(args.snapshots)
   if args.images is None:
-    folder = os.path.normpath(KODAK)
+    from tfcodec.eval.cli import DEFAULT_IMAGES
+    folder = os.path.normpath(DEFAULT_IMAGES)
     args.images = ",".join(os.path.join(folder, f) for f in sorted(
         os.listdir(folder)) if f.lower().endswith(".png"))
   images = args.images.split(",")
