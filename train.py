@@ -39,6 +39,13 @@ flags.DEFINE_integer("M", None,
 flags.DEFINE_string("gdn_form", "simplified",
                     "The GDN form: 'simplified' (tfc's default: |x|, no square "
                     "root) or 'classic' (Balle 2016: square and square root).")
+flags.DEFINE_enum("synthesis_quantization", None, ["noise", "ste"],
+                  "mbt2018-mean(-vr): what the synthesis transform sees in "
+                  "training: y plus uniform noise (the default, as CompressAI "
+                  "trains) or y rounded around its mean with a straight-"
+                  "through gradient (Minnen & Singh 2020's mixed "
+                  "quantization; the rate keeps the noise). For fine-tuning "
+                  "a noise-trained model to the rounding it is decoded with.")
 flags.DEFINE_enum("likelihood", None, ["gaussian", "gmm"],
                   "The likelihood of y for the context models (mbt2018 and "
                   "cheng2020-*): a mean-scale Gaussian or a K=3 Gaussian "
@@ -167,6 +174,8 @@ def main(argv):
     model_kwargs["M"] = FLAGS.M
   if FLAGS.likelihood:
     model_kwargs["likelihood"] = FLAGS.likelihood
+  if FLAGS.synthesis_quantization:
+    model_kwargs["synthesis_quantization"] = FLAGS.synthesis_quantization
   if FLAGS.export_only:
     model, step = loop.restore(FLAGS.model, FLAGS.quality, run_dir,
                                metric=FLAGS.metric, lmbda=FLAGS["lambda"].value,

@@ -117,3 +117,52 @@ def test_one_weight_file_serves_every_quality(tiny_models, tmp_path,
     model.set_quality(quality)
     assert codec.encode_image(loaded, image, quality) == codec.encode_image(
         model, image, quality)
+
+
+@pytest.mark.parametrize("name", ["mbt2018-mean", NAME])
+def test_ste_synthesis_sees_rounded_latents_with_identity_gradient(name):
+  """synthesis_quantization="ste": in training g_s gets round(y - mu) + mu
+  (what decoding gives it), and the distortion's gradient still reaches g_a
+  through the rounding; the default ("noise") gives g_s non-integer offsets."""
+  tf.keras.utils.set_random_seed(5)
+  model = create_model(name, quality=3, N=8, M=8,
+                       synthesis_quantization="ste")
+  captured = {}
+  entropy_parameters, g_s = model.entropy_parameters, model.g_s
+
+  def spy_parameters(*args):
+    captured["scale_indexes"], captured["means"] = entropy_parameters(*args)
+    return captured["scale_indexes"], captured["means"]
+
+  def spy_synthesis(y_hat, **kwargs):
+    captured["g_s_input"] = y_hat
+    return g_s(y_hat, **kwargs)
+
+  model.entropy_parameters, model.g_s = spy_parameters, spy_synthesis
+  if name == NAME:
+    # Pin the training rung to quality 1 (gain != 1) to undo it below.
+    model._rung_indexes = lambda batch, training: tf.zeros([batch], tf.int32)
+  # Untrained tiny transforms give |y| << 1; an unnormalised input spreads
+  # y over several quantization bins.
+  x = tf.constant(random_image(64, 64, seed=2), tf.float32)[None]
+
+  def offsets_from_means():
+    seen = captured["g_s_input"]
+    if name == NAME:
+      seen = seen / model.gains(tf.constant([0]))[1]
+    return (seen - captured["means"]).numpy()
+
+  with tf.GradientTape() as tape:
+    out = model(x, training=True)
+    distortion = tf.reduce_mean(tf.square(out["x_hat"] - x))
+  offsets = offsets_from_means()
+  np.testing.assert_allclose(offsets, np.round(offsets), atol=1e-4)
+  assert np.abs(offsets).max() >= 1  # some latents really were coded
+  g_a_grads = tape.gradient(distortion, model.g_a.trainable_variables)
+  assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in g_a_grads)
+  model.synthesis_quantization = "noise"
+  model(x, training=True)
+  offsets = offsets_from_means()
+  assert np.abs(offsets - np.round(offsets)).max() > 0.05
+  with pytest.raises(ValueError, match="synthesis_quantization"):
+    create_model(name, quality=3, N=8, M=8, synthesis_quantization="round")

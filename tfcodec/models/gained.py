@@ -114,7 +114,8 @@ class GainedMeanScaleHyperpriorModel(MeanScaleHyperpriorModel):
     scale_indexes, means = self.entropy_parameters(z_hat)
     y_hat, y_bits = self.y_conditional(y, scale_indexes, means,
                                        training=training)
-    x_hat = self.g_s(y_hat * inverse_gain)
+    x_hat = self.g_s(
+        self.synthesis_input(y, y_hat, means, training) * inverse_gain)
     lmbda = tf.gather(tf.constant(self.lmbdas, tf.float32), index)
     return dict(x_hat=x_hat, bits=dict(y=y_bits, z=z_bits), lmbda=lmbda)
 

@@ -73,9 +73,19 @@ class MeanScaleHyperpriorModel(CompressionModel):
   string_names = ("y", "z")
   shape_names = ("y", "z")
 
-  def __init__(self, N=128, M=192, gdn_form="simplified", **kwargs):
+  def __init__(self, N=128, M=192, gdn_form="simplified",
+               synthesis_quantization="noise", **kwargs):
     super().__init__(**kwargs)
+    if synthesis_quantization not in ("noise", "ste"):
+      raise ValueError("synthesis_quantization must be 'noise' or 'ste', got "
+                       f"{synthesis_quantization!r}")
     self.N, self.M = N, M
+    # What g_s sees in training: y plus uniform noise (Balle/Minnen, as
+    # CompressAI trains), or "ste", y rounded around its mean with a
+    # straight-through gradient (Minnen & Singh 2020's mixed quantization;
+    # the rate term keeps the noise). Decoding always rounds, so "ste"
+    # removes the train/test mismatch of the synthesis transform.
+    self.synthesis_quantization = synthesis_quantization
     self.g_a = AnalysisTransform(N, M, gdn_form)
     self.g_s = SynthesisTransform(N, gdn_form)
     self.h_a = MeanScaleHyperAnalysis(N)
@@ -98,8 +108,16 @@ class MeanScaleHyperpriorModel(CompressionModel):
     scale_indexes, means = self.entropy_parameters(z_hat)
     y_hat, y_bits = self.y_conditional(y, scale_indexes, means,
                                        training=training)
-    x_hat = self.g_s(y_hat)
+    x_hat = self.g_s(self.synthesis_input(y, y_hat, means, training))
     return dict(x_hat=x_hat, bits=dict(y=y_bits, z=z_bits))
+
+  def synthesis_input(self, y, y_hat, means, training):
+    """The y that g_s sees: see `synthesis_quantization`."""
+    if not training or self.synthesis_quantization == "noise":
+      return y_hat
+    means = tf.cast(means, tf.float32)
+    centred = tf.cast(y, tf.float32) - means
+    return centred + tf.stop_gradient(tf.round(centred) - centred) + means
 
   def entropy_modules(self):
     return [self.z_prior, self.y_conditional]
