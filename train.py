@@ -114,12 +114,13 @@ flags.DEFINE_string("run_dir", None,
                     "runs/<model>-<metric>-q<quality>.")
 flags.DEFINE_integer("checkpoint_every", 500,
                      "The number of steps between checkpoints; one is also "
-                     "written when the run ends or is stopped by a signal.")
+                     "written when the run ends or is stopped by a signal "
+                     "(0: only then).")
 flags.DEFINE_integer("eval_every", 1000,
-                     "The number of steps between validation runs.")
+                     "The number of steps between validation runs (0: none).")
 flags.DEFINE_integer("log_every", 50,
                      "The number of steps between progress lines and "
-                     "TensorBoard training scalars.")
+                     "TensorBoard training scalars (0: only at the end).")
 flags.DEFINE_string("finetune_from", None,
                     "A weights file (.npz) to start from, for example a "
                     "higher-rate model when training a lower rate; it is "

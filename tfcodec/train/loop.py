@@ -38,6 +38,11 @@ def learning_rate(step, lr, milestones, gamma, backoff):
   return lr * gamma ** passed * backoff
 
 
+def _every(step, period):
+  """True every `period` steps; a period of 0 (or less) means never."""
+  return period > 0 and step % period == 0
+
+
 def diverged(window_loss, history, factor=3.):
   """A log window whose loss is non-finite or far above the recent best."""
   if not np.isfinite(window_loss):
@@ -328,7 +333,7 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
       for k, v in terms.items():
         sums[k] = sums.get(k, 0.) + float(v)
       s = int(step)
-      if s % log_every == 0 or s == steps:
+      if _every(s, log_every) or s == steps:
         now = time.time()
         window = {k: v / window_steps for k, v in sums.items()}
         rate = window_steps / max(now - last, 1e-9)
@@ -352,12 +357,12 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
               step=s, loss=window["loss"], restored=manager.latest_checkpoint,
               lr_backoff=float(backoff.numpy()))
           continue
-      if s % checkpoint_every == 0 and healthy:
+      if _every(s, checkpoint_every) and healthy:
         save()
-      if s % eval_every == 0 and dist.num_replicas_in_sync == 1:
+      if _every(s, eval_every) and dist.num_replicas_in_sync == 1:
         check = consistency(model, last_batch, last_terms)
         log("consistency", text=check.pop("text"), step=s, **check)
-      if val_images and s % eval_every == 0:
+      if val_images and _every(s, eval_every):
         bpp, psnr, reconstructions = evaluate(model, val_images,
                                               keep=summary_images)
         log("eval", text=f"eval at step {s}: {bpp:.4f} bpp, {psnr:.2f} dB",
