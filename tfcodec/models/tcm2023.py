@@ -44,6 +44,7 @@ import tensorflow as tf
 
 from tfcodec.entropy import FactorizedPrior, GaussianConditional
 from tfcodec.layers import conv
+from tfcodec.layers.conv import torch_default_init
 from tfcodec.layers.attention import SWAtten, SwinBlock
 from tfcodec.layers.chain import Chain
 from tfcodec.layers.residual import (ResidualBlock, ResidualBlockDown,
@@ -216,6 +217,9 @@ class TCMModel(CompressionModel):
                                    name="z_prior")
     self.y_conditional = GaussianConditional(name="y_conditional")
     self.build_variables()
+    # The reference's init (PyTorch's default); Keras' would blow up the
+    # activations through the nested residual blocks (see the function).
+    torch_default_init(self)
 
   # -- the pieces shared by the forward pass, compress and decompress -------
   def hyper_synthesis(self, z_hat):
