@@ -26,11 +26,16 @@ from tfcodec.models.base import latent_shape
 _MODEL_CACHE = {}
 
 
-def get_model(name, quality, metric="mse"):
-  """A frozen model with shipped weights, loaded once per process."""
-  key = (name, int(quality), metric)
+def get_model(name, quality, metric="mse", exact_transforms=True):
+  """A frozen model with shipped weights, loaded once per process.
+
+  `exact_transforms=False`: g_a / g_s in float32, 3-4x faster; files still
+  decode anywhere, but bytes and pixels may differ across machines and
+  thread settings in the last bit (see CompressionModel.freeze)."""
+  key = (name, int(quality), metric, bool(exact_transforms))
   if key not in _MODEL_CACHE:
-    _MODEL_CACHE[key] = zoo.load_model(name, quality, metric)
+    _MODEL_CACHE[key] = zoo.load_model(name, quality, metric,
+                                       exact_transforms=exact_transforms)
   return _MODEL_CACHE[key]
 
 
@@ -134,14 +139,15 @@ def check_stream(stream, model=None):
   return model_cls
 
 
-def _load_for_stream(stream):
+def _load_for_stream(stream, exact_transforms=True):
   try:
-    return get_model(stream.model, stream.quality, stream.metric)
+    return get_model(stream.model, stream.quality, stream.metric,
+                     exact_transforms)
   except FileNotFoundError as e:
     raise FormatError(str(e)) from e
 
 
-def decode_bytes(data, model=None, loader=None):
+def decode_bytes(data, model=None, loader=None, exact_transforms=True):
   """.tfci bytes -> uint8 HxWx3. Raises FormatError on an invalid file.
 
   The header is parsed and validated completely (CRC, bounds, model, latent
@@ -157,7 +163,7 @@ def decode_bytes(data, model=None, loader=None):
     model = loader(stream.model, stream.quality, stream.metric)
   check_stream(stream, model)
   if model is None:
-    model = _load_for_stream(stream)
+    model = _load_for_stream(stream, exact_transforms)
   if model.model_name != stream.model:
     raise FormatError(f"file made by {stream.model}, decoder holds "
                       f"{model.model_name}")
@@ -230,7 +236,7 @@ def _unexpected(e):
 
 
 def encode_folder(input_dir, output_dir, model_name, quality, metric="mse",
-                  out=sys.stdout, model=None):
+                  out=sys.stdout, model=None, exact_transforms=True):
   """Encodes every image; one bad file is reported and skipped.
 
   `model` overrides the shipped weights (tests use tiny random models).
@@ -241,7 +247,7 @@ def encode_folder(input_dir, output_dir, model_name, quality, metric="mse",
     raise ValueError(f"unknown model {model_name!r}; registered models: "
                      f"{', '.join(sorted(MODELS))}")
   _make_output_dir(output_dir)
-  model = model or get_model(model_name, quality, metric)
+  model = model or get_model(model_name, quality, metric, exact_transforms)
   results = []
   for fname in files:
     path = os.path.join(input_dir, fname)
@@ -274,7 +280,7 @@ def encode_folder(input_dir, output_dir, model_name, quality, metric="mse",
 
 
 def decode_folder(input_dir, output_dir, reference_dir=None, out=sys.stdout,
-                  loader=None):
+                  loader=None, exact_transforms=True):
   """Decodes every .tfci file; one bad file is reported and skipped.
 
   `loader(name, quality, metric)` overrides the shipped weights (tests).
@@ -290,7 +296,8 @@ def decode_folder(input_dir, output_dir, reference_dir=None, out=sys.stdout,
     try:
       with open(path, "rb") as f:
         data = f.read()
-      image = decode_bytes(data, loader=loader)
+      image = decode_bytes(data, loader=loader,
+                           exact_transforms=exact_transforms)
       write_png(os.path.join(output_dir, stem + ".png"), image)
       result = Result(fname, True, bpp=len(data) * 8 / image[..., 0].size,
                       seconds=time.time() - start)

@@ -154,8 +154,10 @@ def warm_start(model, path, parts=("g_a", "g_s")):
 
 
 def load_model(name=DEFAULT_MODEL, quality=3, metric="mse", path=None,
-               freeze=True):
-  """A model with shipped (or given) weights, ready to compress."""
+               freeze=True, exact_transforms=True):
+  """A model with shipped (or given) weights, ready to compress.
+
+  `exact_transforms`: see CompressionModel.freeze."""
   path_given = path is not None
   if path is None:
     path = weights_path(name, quality, metric)
@@ -182,5 +184,5 @@ def load_model(name=DEFAULT_MODEL, quality=3, metric="mse", path=None,
     # given by path opens at the quality it was saved at).
     model.set_quality(meta["quality"] if path_given else quality)
   if freeze:
-    model.freeze(read_tables(path))
+    model.freeze(read_tables(path), exact_transforms=exact_transforms)
   return model

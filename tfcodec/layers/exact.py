@@ -231,12 +231,22 @@ class GDN(tfc.GDN):
     return inputs * pool if self.inverse else inputs / pool
 
 
-def prepare_model(model):
-  """Switches every exact-capable layer of `model` to the integer path."""
+def prepare_model(model, skip=()):
+  """Switches every exact-capable layer of `model` to the integer path,
+  except those inside the modules in `skip`, which are switched (back) to
+  their float path. Returns the number switched to the integer path."""
+  skipped = set()
+  for module in skip:
+    skipped.add(id(module))
+    skipped.update(id(m) for m in module.submodules)
   count = 0
   for module in model.submodules:
     # Convolutions, GDN, and the attention blocks that have a coding path.
-    if callable(getattr(module, "prepare_exact", None)):
+    if not callable(getattr(module, "prepare_exact", None)):
+      continue
+    if id(module) in skipped:
+      module._exact = None
+    else:
       module.prepare_exact()
       count += 1
   return count

@@ -104,10 +104,17 @@ class CompressionModel(tf.keras.Model):
     with tf.init_scope():
       self(tf.zeros((1, self.stride, self.stride, 3)), training=True)
 
-  def freeze(self, tables=None):
+  def freeze(self, tables=None, exact_transforms=True):
     """Builds range-coding tables from the current weights (after training).
 
     `tables` (from `coding_tables()`) restores previously built tables.
+    `exact_transforms=False` runs g_a and g_s in plain float32 (oneDNN)
+    instead of the exact integer arithmetic, 3-4x faster (bench/codec_speed.py).
+    Everything that decides the entropy parameters (h_a, h_s, context and
+    parameter networks) stays exact, so files still decode on any machine
+    to the latents the encoder coded; what is given up is that the decoded
+    pixels (float32 g_s) and the written bytes (float32 g_a, whose y may round
+    the other way) are the same whatever the threads, oneDNN or machine.
     """
     from tfcodec.layers import exact
     for index, module in enumerate(self.entropy_modules()):
@@ -115,9 +122,17 @@ class CompressionModel(tf.keras.Model):
     # Coding uses order-independent integer convolutions so that every
     # machine computes bit-identical latents and entropy parameters
     # (tfcodec/layers/exact.py explains why).
-    exact.prepare_model(self)
+    exact.prepare_model(
+        self, skip=() if exact_transforms else self.transform_modules())
+    self.exact_transforms = bool(exact_transforms)
     self._frozen = True
     self._build_coding_functions()
+
+  def transform_modules(self):
+    """The analysis and synthesis transforms: the networks that decide
+    neither the entropy parameters nor the coded symbols' probabilities."""
+    return [getattr(self, name) for name in ("g_a", "g_s")
+            if getattr(self, name, None) is not None]
 
   def coding_tables(self):
     """{entropy module index: {name: array}} of the frozen tables."""
