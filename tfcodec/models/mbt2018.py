@@ -115,9 +115,8 @@ class MeanScaleHyperpriorModel(CompressionModel):
     """The y that g_s sees: see `synthesis_quantization`."""
     if not training or self.synthesis_quantization == "noise":
       return y_hat
-    means = tf.cast(means, tf.float32)
-    centred = tf.cast(y, tf.float32) - means
-    return centred + tf.stop_gradient(tf.round(centred) - centred) + means
+    # The coder's rounding around the mean, straight-through (as TCM's slices).
+    return self.y_conditional.quantize(y, means)
 
   def entropy_modules(self):
     return [self.z_prior, self.y_conditional]
