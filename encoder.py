@@ -2,6 +2,7 @@
 
   python encoder.py [--input_dir valid/] [--output_dir bitstreams/]
                     [--model mbt2018-mean] [--quality 3] [--metric mse]
+                    [--refine_steps 0]
 
 Prints each image's size and bits per pixel (bits of the whole file / pixels)
 and the mean. A file that cannot be encoded is named with the reason; the
@@ -31,6 +32,12 @@ flags.DEFINE_bool("exact_transforms", True,
                   "float32, 3-4x faster; the entropy parameters stay exact, "
                   "so files still decode anywhere, but the bytes may differ in the "
                   "last bit across machines.")
+flags.DEFINE_integer("refine_steps", 0,
+                     "Encoder-side latent refinement: Adam steps on each "
+                     "image's latents to lower its rate + lambda * distortion "
+                     "before coding (tfcodec/refine.py; mbt2018-mean and "
+                     "mbt2018-mean-vr). Slower encoding; decoding unchanged.",
+                     lower_bound=0)
 FLAGS = flags.FLAGS
 
 
@@ -43,7 +50,8 @@ def main(argv):
     results = codec.encode_folder(FLAGS.input_dir, FLAGS.output_dir,
                                   FLAGS.model or zoo.DEFAULT_MODEL,
                                   FLAGS.quality, FLAGS.metric,
-                                  exact_transforms=FLAGS.exact_transforms)
+                                  exact_transforms=FLAGS.exact_transforms,
+                                  refine_steps=FLAGS.refine_steps)
   except (OSError, KeyError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -50,8 +50,11 @@ TILE_SIZE = 1024
 TILE_THRESHOLD = TILE_SIZE * TILE_SIZE
 
 
-def encode_image(model, image, quality, tile_size=None):
+def encode_image(model, image, quality, tile_size=None, refine_steps=0):
   """uint8 HxWx3 -> .tfci bytes.
+
+  `refine_steps`: Adam steps of encoder-side latent refinement per image (or
+  tile), 0 for none (tfcodec/refine.py).
 
   `tile_size`: None tiles only images above TILE_THRESHOLD pixels (in
   TILE_SIZE tiles); 0 never tiles; a positive side forces tiles of that side
@@ -73,7 +76,8 @@ def encode_image(model, image, quality, tile_size=None):
   payloads = []
   for top, left, tile_h, tile_w in stream.tile_boxes():
     tile = image[top:top + tile_h, left:left + tile_w]
-    strings, shapes = model.compress(tf.constant(tile))
+    strings, shapes = model.compress(tf.constant(tile),
+                                     refine_steps=refine_steps)
     payloads.append(([[int(d) for d in s.numpy()] for s in shapes],
                      [s.numpy() for s in strings]))
   if stream.tiled:
@@ -236,8 +240,11 @@ def _unexpected(e):
 
 
 def encode_folder(input_dir, output_dir, model_name, quality, metric="mse",
-                  out=sys.stdout, model=None, exact_transforms=True):
+                  out=sys.stdout, model=None, exact_transforms=True,
+                  refine_steps=0):
   """Encodes every image; one bad file is reported and skipped.
+
+  `refine_steps` > 0 refines each image's latents (tfcodec/refine.py).
 
   `model` overrides the shipped weights (tests use tiny random models).
   """
@@ -248,6 +255,8 @@ def encode_folder(input_dir, output_dir, model_name, quality, metric="mse",
                      f"{', '.join(sorted(MODELS))}")
   _make_output_dir(output_dir)
   model = model or get_model(model_name, quality, metric, exact_transforms)
+  if refine_steps and not model.supports_refinement:
+    raise ValueError(f"{model_name} does not support latent refinement")
   results = []
   for fname in files:
     path = os.path.join(input_dir, fname)
@@ -258,7 +267,7 @@ def encode_folder(input_dir, output_dir, model_name, quality, metric="mse",
         image = read_image(path)
       for w in caught:
         print(f"warning: {w.message}", file=out)
-      data = encode_image(model, image, quality)
+      data = encode_image(model, image, quality, refine_steps=refine_steps)
       stem = os.path.splitext(fname)[0]
       atomic_write(os.path.join(output_dir, stem + ".tfci"), data)
       bpp = len(data) * 8 / (image.shape[0] * image.shape[1])

@@ -136,6 +136,19 @@ class FactorizedPrior(tf.Module):
     strings = self.compress(latent)
     return strings, self.decompress(strings, tf.shape(latent)[1:3])
 
+  def round_for_coding(self, latent):
+    """The latent as the coder will reconstruct it (rounded around the
+    frozen quantization offset), with a straight-through gradient."""
+    latent = tf.cast(latent, tf.float32)
+    rounded = tf.round(latent - self._offset()) + self._offset()
+    return latent + tf.stop_gradient(rounded - latent)
+
+  def bits(self, values):
+    """Total -log2 probability of `values` (a quantized latent: its bins'
+    mass; a noisy one: the density the training loss uses)."""
+    log_probs = self.prior.log_prob(tf.cast(values, tf.float32))
+    return -tf.reduce_sum(log_probs) / math.log(2.)
+
   def _offset(self):
     offset = self.coder.quantization_offset
     return 0. if offset is None else offset
@@ -185,6 +198,17 @@ class GaussianConditional(tf.Module):
     if means is None:
       return self._estimator.quantize(latent)
     return self._estimator.quantize(latent, loc=tf.cast(means, tf.float32))
+
+  def bits(self, values, scale_indexes, means=None):
+    """Total -log2 density of noisy `values` under the Gaussians of these
+    scale indexes and means, as the training loss counts them."""
+    scales = scale_from_index(
+        tf.clip_by_value(tf.cast(scale_indexes, tf.float32), 0.,
+                         NUM_SCALES - 1.))
+    means = 0. if means is None else tf.cast(means, tf.float32)
+    log_probs = tfc.NoisyNormal(loc=means, scale=scales).log_prob(
+        tf.cast(values, tf.float32))
+    return -tf.reduce_sum(log_probs) / math.log(2.)
 
   def freeze(self, tables=None):
     # The tables depend only on the scale table, never on trained weights,

@@ -41,6 +41,10 @@ def build_parser():
   parser.add_argument("--metric", default=None, choices=("mse", "ms-ssim"),
                       help="training metric of the weights (default: all "
                            "shipped)")
+  parser.add_argument("--refine-steps", type=int, default=0,
+                      help="encoder-side latent refinement steps per image "
+                           "for the models (tfcodec/refine.py); results are "
+                           "kept under their own key")
   parser.add_argument("--baselines", default="all",
                       help="comma-separated subset of "
                            f"{','.join(baselines.BY_KEY)}, 'all' or 'none'")
@@ -147,7 +151,8 @@ def measure(args, out):
   from tfcodec.eval import runner
   from tfcodec.util import quiet_tensorflow
   quiet_tensorflow()
-  codecs = [runner.ModelCodec(n, m, q) for n, m, q in select_models(args, out)]
+  codecs = [runner.ModelCodec(n, m, q, refine_steps=args.refine_steps)
+            for n, m, q in select_models(args, out)]
   codecs += select_baselines(args.baselines, out)
   if not codecs:
     raise SystemExit("error: nothing to evaluate (no models, no baselines)")

@@ -96,13 +96,19 @@ class ModelCodec:
   (header, latent shapes, CRC); decoding reads the model from the header."""
   setting_name = "quality"
 
-  def __init__(self, name, metric, qualities, loader=None):
+  def __init__(self, name, metric, qualities, loader=None, refine_steps=0):
     from tfcodec import codec
     self.name, self.metric = name, metric
-    self.key = f"tfcodec-{name}-{metric}"
-    self.label = f"tfcodec {name} ({metric})"
+    self.refine_steps = int(refine_steps)
+    # Refined files are another encoder of the same decoder: their own curve.
+    suffix = f"-refine{self.refine_steps}" if self.refine_steps else ""
+    self.key = f"tfcodec-{name}-{metric}{suffix}"
+    self.label = f"tfcodec {name} ({metric})" + (
+        f", {self.refine_steps} refinement steps" if self.refine_steps else "")
     self.settings = tuple(int(q) for q in qualities)
     self.info = {"model": name, "metric": metric}
+    if self.refine_steps:
+      self.info["refine_steps"] = self.refine_steps
     self._loader = loader or codec.get_model
 
   def unavailable(self):
@@ -110,14 +116,17 @@ class ModelCodec:
 
   def description(self):
     import tfcodec
+    refined = (f"; latents refined per image ({self.refine_steps} Adam "
+               "steps, tfcodec/refine.py)" if self.refine_steps else "")
     return (f"tfcodec {tfcodec.__version__} {self.name}, trained for "
             f"{self.metric}, shipped float16 weights; complete .tfci files "
-            "(header and CRC included), range coding on CPU")
+            "(header and CRC included), range coding on CPU" + refined)
 
   def encode(self, image, setting):
     from tfcodec import codec
     model = self._loader(self.name, int(setting), self.metric)
-    return codec.encode_image(model, image, int(setting))
+    return codec.encode_image(model, image, int(setting),
+                              refine_steps=self.refine_steps)
 
   def decode(self, data):
     from tfcodec import codec

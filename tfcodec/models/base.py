@@ -72,6 +72,9 @@ class CompressionModel(tf.keras.Model):
   # (Informer's global hyperprior). Lets a header be validated from the
   # class alone, before any model is built.
   latent_factors = {"y": 16, "z": 64}
+  # Whether `compress(image, refine_steps=N)` is offered (tfcodec/refine.py
+  # lists the hooks such a model provides).
+  supports_refinement = False
 
   def __init__(self, lmbda=0.01, metric="mse", **kwargs):
     super().__init__(**kwargs)
@@ -227,11 +230,29 @@ class CompressionModel(tf.keras.Model):
     self._decompress_fn = tf.function(
         self._decompress,
         input_signature=[strings_spec, shapes_spec, tf.TensorSpec([2], tf.int32)])
+    if self.supports_refinement:
+      self._refined_compress_fn = tf.function(
+          self._compress_refined,
+          input_signature=[image_spec, tf.TensorSpec([], tf.int32)])
+    self.last_refinement = None
 
-  def compress(self, image):
-    """uint8 [H, W, 3] -> (strings, latent_shapes)."""
+  def compress(self, image, refine_steps=0):
+    """uint8 [H, W, 3] -> (strings, latent_shapes).
+
+    `refine_steps` > 0 refines the latents for this image first
+    (tfcodec/refine.py); `last_refinement` then holds its diagnostics.
+    """
     self._require_frozen()
-    return self._compress_fn(tf.convert_to_tensor(image, tf.uint8))
+    image = tf.convert_to_tensor(image, tf.uint8)
+    if not refine_steps:
+      return self._compress_fn(image)
+    if not self.supports_refinement:
+      raise ValueError(f"{getattr(self, 'model_name', type(self).__name__)} "
+                       "does not support latent refinement")
+    strings, shapes, diagnostics = self._refined_compress_fn(
+        image, tf.constant(int(refine_steps), tf.int32))
+    self.last_refinement = {k: float(v) for k, v in diagnostics.items()}
+    return strings, shapes
 
   def decompress(self, strings, latent_shapes, image_shape):
     """Strings and latent shapes -> uint8 image cropped to `image_shape`."""
@@ -250,6 +271,16 @@ class CompressionModel(tf.keras.Model):
     x = image_to_unit(image)[None]
     x = pad_to_multiple(x, self.stride)
     return self.compress_latents(x)
+
+  def _compress_refined(self, image, steps):
+    from tfcodec import refine
+    x = image_to_unit(tf.convert_to_tensor(image))[None]
+    valid_shape = tf.shape(x)[1:3]
+    x = pad_to_multiple(x, self.stride)
+    latents, diagnostics = refine.refine_latents(
+        self, x, self.initial_latents(x), steps, valid_shape)
+    strings, shapes = self.code_latents(latents)
+    return strings, shapes, diagnostics
 
   def _decompress(self, strings, latent_shapes, image_shape):
     x_hat = self.decompress_latents(strings, latent_shapes)

@@ -123,6 +123,10 @@ class GainedMeanScaleHyperpriorModel(MeanScaleHyperpriorModel):
     gain, _ = self.gains(self._rung_indexes(1, False))
     return tf.cast(self.g_a(x), tf.float32) * gain
 
-  def synthesis(self, y_hat):
+  def synthesis(self, y_hat, training=False):
     _, inverse_gain = self.gains(self._rung_indexes(1, False))
-    return self.g_s(y_hat * inverse_gain)
+    return self.g_s(y_hat * inverse_gain, training=training)
+
+  def coding_lambda(self):
+    # Read at run time: the traced coding functions follow set_quality().
+    return tf.gather(tf.constant(self.lmbdas, tf.float32), self.quality_index)

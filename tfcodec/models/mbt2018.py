@@ -126,18 +126,64 @@ class MeanScaleHyperpriorModel(CompressionModel):
     """x -> the y that is coded."""
     return self.g_a(x)
 
-  def synthesis(self, y_hat):
-    """Decoded y -> reconstruction."""
-    return self.g_s(y_hat)
+  def synthesis(self, y_hat, training=False):
+    """Decoded y -> reconstruction (`training=True`: the float32 path,
+    differentiable, for tfcodec.refine)."""
+    return self.g_s(y_hat, training=training)
 
   def compress_latents(self, x):
+    return self.code_latents(self.initial_latents(x))
+
+  def initial_latents(self, x):
     y = self.analysis(x)
-    z = self.h_a(y)
+    return dict(y=y, z=self.h_a(y))
+
+  def code_latents(self, latents):
+    y, z = latents["y"], latents["z"]
     y_shape, z_shape = tf.shape(y)[1:3], tf.shape(z)[1:3]
     z_string, z_hat = self.z_prior.compress_with_reconstruction(z)
     scale_indexes, means = self.entropy_parameters(z_hat, y_shape)
     y_string = self.y_conditional.compress(y, scale_indexes, means)
     return (y_string[0], z_string[0]), (y_shape, z_shape)
+
+  # -- encoder-side latent refinement (tfcodec/refine.py) -----------------
+  supports_refinement = True
+
+  def coding_lambda(self):
+    """The lambda of the quality being coded (float32 scalar)."""
+    return tf.constant(self.lmbda, tf.float32)
+
+  def latent_rd_terms(self, x, latents, noise, valid_shape):
+    """(bits, MSE on the 0-255 scale) of coding `latents` for the padded
+    image x, counting distortion only inside `valid_shape`. noise=None:
+    hard rounding, as the coder does; else {"y", "z": uniform noise} for
+    the rate (training's relaxation). g_s always sees y rounded around its
+    mean, straight-through. Float32 networks throughout (differentiable)."""
+    if self.metric != "mse":
+      raise ValueError("latent refinement optimises MSE; "
+                       f"this model was trained for {self.metric}")
+    y, z = latents["y"], latents["z"]
+    y_shape = tf.shape(y)[1:3]
+    if noise is None:
+      z_hat = self.z_prior.round_for_coding(z)
+    else:
+      z_hat = z + noise["z"]
+    z_bits = self.z_prior.bits(z_hat)
+    params = self.h_s(z_hat, training=True)[:, :y_shape[0], :y_shape[1], :]
+    scale_indexes, means = tf.split(params, 2, axis=-1)
+    y_rounded = self.y_conditional.quantize(y, means)
+    if noise is None:
+      # The coder's table entry (clipped, truncated index), straight-through.
+      scale_indexes += tf.stop_gradient(tf.floor(tf.clip_by_value(
+          scale_indexes, 0., NUM_SCALES - 1.)) - scale_indexes)
+      y_bits = self.y_conditional.bits(y_rounded, scale_indexes, means)
+    else:
+      y_bits = self.y_conditional.bits(y + noise["y"], scale_indexes, means)
+    x_hat = self.synthesis(y_rounded, training=True)
+    height, width = valid_shape[0], valid_shape[1]
+    error = tf.math.squared_difference(
+        x[:, :height, :width, :], tf.cast(x_hat, tf.float32)[:, :height, :width, :])
+    return z_bits + y_bits, tf.reduce_mean(error) * 255. ** 2
 
   def decompress_latents(self, strings, latent_shapes):
     y_string, z_string = strings
