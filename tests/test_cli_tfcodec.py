@@ -224,3 +224,23 @@ def test_console_script_and_module_entry_points():
     assert "usage:" in result.stdout
   if not shutil.which(script):
     pytest.skip("the tfcodec console script is not installed (pip install -e .)")
+
+
+def test_compress_refine_steps_codes_refined_latents(
+    encoded, tmp_path, capsys):
+  folder, image, plain = encoded
+  source = str(folder / "images" / "k.png")
+  refined = tmp_path / "r.tfci"
+  status, out, err = run(capsys, "compress", source, str(refined),
+                         "--refine_steps", "5")
+  assert status == 0, err
+  data = refined.read_bytes()
+  assert data != plain.read_bytes()
+  decoded = codec.decode_bytes(data)
+  assert decoded.shape == image.shape
+  status, _, err = run(capsys, "compress", source, str(tmp_path / "m.tfci"),
+                       "--model", "mbt2018", "--refine_steps", "5")
+  assert status == 2 and "does not support --refine_steps" in err
+  status, _, err = run(capsys, "compress", source, str(tmp_path / "n.tfci"),
+                       "--refine_steps", "-1")
+  assert status == 2 and "--refine_steps must be >= 0" in err

@@ -95,7 +95,8 @@ def _bpp(num_bytes, height, width):
 
 # -- compress -------------------------------------------------------------------
 
-def pick_quality_for_bpp(model_name, metric, image, target_bpp):
+def pick_quality_for_bpp(model_name, metric, image, target_bpp,
+                         refine_steps=0):
   """Encodes `image` at every shipped quality; returns (quality, data, tried).
 
   The chosen quality is the one whose file is closest to `target_bpp`
@@ -110,7 +111,8 @@ def pick_quality_for_bpp(model_name, metric, image, target_bpp):
   tried, files = {}, {}
   for quality in qualities:
     model = load_shipped_model(model_name, quality, metric)
-    files[quality] = codec.encode_image(model, image, quality)
+    files[quality] = codec.encode_image(model, image, quality,
+                                        refine_steps=refine_steps)
     tried[quality] = _bpp(len(files[quality]), *image.shape[:2])
   best = min(qualities, key=lambda q: (abs(tried[q] - target_bpp), -q))
   return best, files[best], tried
@@ -127,6 +129,11 @@ def run_compress(args, out):
     raise UsageError("give either --quality or --target_bpp, not both")
   if args.target_bpp is not None and not args.target_bpp > 0:
     raise UsageError(f"--target_bpp must be positive, got {args.target_bpp}")
+  if args.refine_steps < 0:
+    raise UsageError(f"--refine_steps must be >= 0, got {args.refine_steps}")
+  if args.refine_steps and not _registered(name).supports_refinement:
+    raise UsageError(f"{name} does not support --refine_steps (latent "
+                     "refinement: mbt2018-mean and mbt2018-mean-vr)")
   _check_output(output, args.force)
   try:
     with warnings.catch_warnings(record=True) as caught:
@@ -139,14 +146,16 @@ def run_compress(args, out):
     return 1
   if args.target_bpp is not None:
     quality, data, tried = pick_quality_for_bpp(name, args.metric, image,
-                                                args.target_bpp)
+                                                args.target_bpp,
+                                                args.refine_steps)
     options = ", ".join(f"q{q} {b:.4f}" for q, b in sorted(tried.items()))
     print(f"target {args.target_bpp:g} bpp: shipped qualities give {options}; "
           f"chose quality {quality}", file=out)
   else:
     quality = DEFAULT_QUALITY if args.quality is None else args.quality
     model = load_shipped_model(name, quality, args.metric)
-    data = codec.encode_image(model, image, quality)
+    data = codec.encode_image(model, image, quality,
+                              refine_steps=args.refine_steps)
   try:
     atomic_write(output, data)
   except OSError as e:
@@ -444,7 +453,8 @@ def build_parser():
                  help="The .tfci file to write (default: IN with a .tfci "
                       "extension).")
   p.add_argument("--model", default=None,
-                 help="Registered model name (default: mbt2018-mean); "
+                 help="Registered model name (default: the best shipped, "
+                      "mbt2018-mean-vr); "
                       "'tfcodec models' lists them.")
   p.add_argument("--quality", type=int, default=None,
                  help=f"Quality level 1..8 of the shipped weights (default "
@@ -455,6 +465,11 @@ def build_parser():
                  help="Instead of --quality: encode at every shipped quality "
                       "of the model and keep the file whose bits per pixel "
                       "are closest to this value.")
+  p.add_argument("--refine_steps", type=int, default=0,
+                 help="Encoder-side latent refinement: Adam steps on the "
+                      "image's latents before coding (slower encoding, "
+                      "smaller files at equal quality; mbt2018-mean and "
+                      "mbt2018-mean-vr).")
   p.add_argument("-f", "--force", action="store_true",
                  help="Overwrite OUT if it exists.")
   p.set_defaults(run=run_compress)
