@@ -94,8 +94,8 @@ class MeanScaleHyperpriorModel(CompressionModel):
     self.y_conditional = GaussianConditional(name="y_conditional")
     self.build_variables()
 
-  def entropy_parameters(self, z_hat, y_shape=None):
-    params = self.h_s(z_hat)
+  def entropy_parameters(self, z_hat, y_shape=None, training=None):
+    params = self.h_s(z_hat, training=training)
     if y_shape is not None:
       params = params[:, :y_shape[0], :y_shape[1], :]
     scale_indexes, means = tf.split(params, 2, axis=-1)
@@ -169,8 +169,8 @@ class MeanScaleHyperpriorModel(CompressionModel):
     else:
       z_hat = z + noise["z"]
     z_bits = self.z_prior.bits(z_hat)
-    params = self.h_s(z_hat, training=True)[:, :y_shape[0], :y_shape[1], :]
-    scale_indexes, means = tf.split(params, 2, axis=-1)
+    scale_indexes, means = self.entropy_parameters(z_hat, y_shape,
+                                                   training=True)
     y_rounded = self.y_conditional.quantize(y, means)
     if noise is None:
       # The coder's table entry (clipped, truncated index), straight-through.
