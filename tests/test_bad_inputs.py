@@ -129,10 +129,10 @@ def test_bad_bitstreams_each_get_one_clear_line(tmp_path, tiny_models):
 
 
 def _huge_header():
-  """A v2 header claiming 65536 x 65536 pixels (over MAX_PIXELS), CRC valid."""
+  """A tiled header claiming 65536 x 65536 pixels (over MAX_PIXELS), CRC valid."""
   name = MODEL.encode()
-  body = (b"TFCI" + struct.pack(">BB", 2, len(name)) + name +
-          struct.pack(">BBIII", 1, 0, 65536, 65536, 1024))
+  body = (b"TFCI" + struct.pack(">BB", 4, len(name)) + name +
+          struct.pack(">BBIIII", 1, 0, 0, 65536, 65536, 1024))
   return _with_crc(body)
 
 

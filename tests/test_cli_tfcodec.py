@@ -55,6 +55,7 @@ def test_info_reports_the_header_of_an_encoder_py_file(encoded, capsys):
       f"  model:        {zoo.DEFAULT_MODEL} (weights installed)",
       "  quality:      3",
       "  metric:       mse",
+      f"  weights id:   {stream.weights_id:08x}",
       f"  size:         160x96 (width x height), {bpp:.4f} bpp",
       "  latents:      y 8x12, z 2x3",
       f"  string bytes: y {len(y)}, z {len(z)}  (header and CRC: "

@@ -51,29 +51,30 @@ def _graph_encode(stream):
   @tf.function
   def encode(height, width, shapes, strings):
     return graph_bitstream.encode(stream.model, stream.quality, stream.metric,
-                                  height, width, shapes, strings)
+                                  height, width, shapes, strings,
+                                  stream.weights_id)
   return encode(tf.constant(stream.height), tf.constant(stream.width),
                 [tf.constant(s, tf.int32) for s in stream.shapes],
                 [tf.constant(s) for s in stream.strings]).numpy()
 
 
 @functools.lru_cache(maxsize=None)
-def _decoder(model, quality, metric, num_shapes, num_strings):
+def _decoder(model, quality, metric, num_shapes, num_strings, weights_id):
   """The graph parser for one set of expectations, traced once."""
   @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
   def decode(data):
     return graph_bitstream.decode(data, model, quality, metric, num_shapes,
-                                  num_strings)[:4]
+                                  num_strings, weights_id=weights_id)[:4]
   return decode
 
 
 def _graph_decode(stream, data):
   decode = _decoder(stream.model, stream.quality, stream.metric,
-                    len(stream.shapes), len(stream.strings))
+                    len(stream.shapes), len(stream.strings), stream.weights_id)
   height, width, shapes, strings = decode(tf.constant(data))
   return Bitstream(stream.model, stream.quality, stream.metric, int(height),
                    int(width), [[int(d) for d in s.numpy()] for s in shapes],
-                   [s.numpy() for s in strings])
+                   [s.numpy() for s in strings], weights_id=stream.weights_id)
 
 
 CASES = [
@@ -91,7 +92,8 @@ def test_graph_container_is_byte_identical_to_python(model, quality, metric,
   rng = random.Random(height * 31 + width)
   shapes = [[rng.randrange(1, 5000), rng.randrange(1, 5000)] for _ in lengths]
   stream = Bitstream(model, quality, metric, height, width, shapes,
-                     [rng.randbytes(n) for n in lengths])
+                     [rng.randbytes(n) for n in lengths],
+                     weights_id=rng.randrange(1 << 32))
   data = stream.to_bytes()
   assert _graph_encode(stream) == data
   assert _graph_decode(stream, data) == stream
@@ -105,7 +107,7 @@ def _repacked(data):
 
 def test_graph_decode_names_the_problem():
   stream = Bitstream("mbt2018-mean", 3, "mse", 64, 64, [[4, 4], [1, 1]],
-                     [b"abcdef", b"xyz"])
+                     [b"abcdef", b"xyz"], weights_id=0x1234abcd)
   data = stream.to_bytes()
   flipped = bytearray(data)
   flipped[30] ^= 0x08
@@ -123,6 +125,7 @@ def test_graph_decode_names_the_problem():
       "another model": {"model": "mbt2018-meat"},
       "another quality": {"quality": 4},
       "another metric": {"metric": "ms-ssim"},
+      "other mbt2018-mean weights": {"weights_id": 0x1234abce},
       "expected 2 strings": {"strings": [b"a"]},
       "rank 2": {"shapes": [[4, 4, 1], [1, 1]]},
   }

@@ -251,13 +251,14 @@ def describe_file(path):
       f"  model:        {stream.model}{_model_status(stream)}",
       f"  quality:      {stream.quality}",
       f"  metric:       {stream.metric}",
+      f"  weights id:   {stream.weights_id:08x}",
       f"  size:         {stream.width}x{stream.height} (width x height), "
       f"{_bpp(len(data), stream.height, stream.width):.4f} bpp",
   ]
   if stream.tiled:
     rows, cols = stream.tile_grid()
     lines.append(f"  tiles:        {cols}x{rows} of {stream.tile_size} px "
-                 "(format version 2); latents of the first tile:")
+                 "(format version 4); latents of the first tile:")
   lines += [
       f"  latents:      {shapes}",
       f"  string bytes: {strings}  (header and CRC: "

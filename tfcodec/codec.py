@@ -72,7 +72,8 @@ def encode_image(model, image, quality, tile_size=None, refine_steps=0):
                      f"{model.model_name}'s stride {model.stride}")
   stream = Bitstream(model=model.model_name, quality=int(quality),
                      metric=model.metric, height=height, width=width,
-                     shapes=[], strings=[], tile_size=int(tile_size))
+                     shapes=[], strings=[], tile_size=int(tile_size),
+                     weights_id=model.weights_id)
   payloads = []
   for top, left, tile_h, tile_w in stream.tile_boxes():
     tile = image[top:top + tile_h, left:left + tile_w]
@@ -171,6 +172,11 @@ def decode_bytes(data, model=None, loader=None, exact_transforms=True):
   if model.model_name != stream.model:
     raise FormatError(f"file made by {stream.model}, decoder holds "
                       f"{model.model_name}")
+  if stream.weights_id != model.weights_id:
+    raise FormatError(
+        f"the file was coded with other {stream.model} weights (weights id "
+        f"{stream.weights_id:08x}, this decoder has {model.weights_id:08x}): "
+        "decode it with the tfcodec version that wrote it")
   if hasattr(model, "set_quality"):
     model.set_quality(stream.quality)
   image = np.empty((stream.height, stream.width, 3), np.uint8)

@@ -86,13 +86,13 @@ def build_module(model, quality):
     image = checks.guard(image)
     strings, shapes = model.compress(image)
     data = graph_bitstream.encode(name, quality, metric, shape[0], shape[1],
-                                  shapes, strings)
+                                  shapes, strings, model.weights_id)
     return {"bitstream": data}
 
   def decompress(bitstream):
     height, width, shapes, strings, checks = graph_bitstream.decode(
         bitstream, name, quality, metric, len(model.shape_names),
-        len(model.string_names))
+        len(model.string_names), weights_id=model.weights_id)
     expected = expected_latent_shapes(model, height, width)
     checks.require(
         tf.reduce_all([tf.reduce_all(tf.equal(s, e))

@@ -38,6 +38,8 @@ import tempfile
 import time
 import zlib
 
+from tfcodec.io import bitstream
+
 OUTCOMES = ("error", "decoded", "uncaught", "crash", "hang")
 FAILURES = ("uncaught", "crash", "hang")
 DEFAULT_SNAPSHOTS = os.path.join(tempfile.gettempdir(), "tfcodec-tiny-models")
@@ -62,10 +64,11 @@ def field_offsets(data):
   fields = {"version": (4, 1), "name_length": (5, 1)}
   pos = 6 + data[5]
   fields["quality"], fields["metric"] = (pos, 1), (pos + 1, 1)
-  fields["height"], fields["width"] = (pos + 2, 4), (pos + 6, 4)
-  pos += 10
+  fields["weights_id"] = (pos + 2, 4)
+  fields["height"], fields["width"] = (pos + 6, 4), (pos + 10, 4)
+  pos += 14
   tiles = 1
-  if data[4] == 2:
+  if data[4] == bitstream.VERSION_TILED:
     fields["tile_size"] = (pos, 4)
     tile = struct.unpack(">I", data[pos:pos + 4])[0]
     height = struct.unpack(">I", data[fields["height"][0]:][:4])[0]
@@ -218,7 +221,7 @@ def resize(rng, data, seeds, max_side=None):
   height = rng.choice((1, 2, 15, 16, 17, 63, 64, 65, rng.randint(1, max_side)))
   width = rng.choice((1, 2, 15, 16, 17, 63, 64, 65, rng.randint(1, max_side)))
   stream = Bitstream(stream.model, stream.quality, stream.metric, height, width,
-                     [], [], tile_size=tile)
+                     [], [], tile_size=tile, weights_id=stream.weights_id)
   strings = stream_strings(data)
   payloads = []
   for _, _, tile_h, tile_w in stream.tile_boxes():

@@ -7,13 +7,14 @@ Everything that turns latents into bits lives here, so the precision choices
   with `tfc.ContinuousBatchedEntropyModel`; codes z, or y in the factorized model.
 * `GaussianConditional`: mean-scale Gaussian with a 64-entry log-spaced scale
   table in [0.11, 256] (`tfc.LocationScaleIndexedEntropyModel`). Networks
-  predict a continuous *scale index*; coding truncates it to an integer index,
-  so the encoder and the decoder pick the same table entry.
+  predict a continuous *scale index*; coding rounds it to the nearest table
+  entry (`coding_scale_indexes`), so the encoder and the decoder pick the same
+  one.
 """
 
 from tfcodec.entropy.models import (
     FactorizedPrior, GaussianConditional, SCALE_MIN, SCALE_MAX, NUM_SCALES,
-    scale_from_index)
+    coding_scale_indexes, scale_from_index)
 
 __all__ = ["FactorizedPrior", "GaussianConditional", "SCALE_MIN", "SCALE_MAX",
-           "NUM_SCALES", "scale_from_index"]
+           "NUM_SCALES", "coding_scale_indexes", "scale_from_index"]

@@ -176,8 +176,8 @@ class GaussianStepCoder:
   def coding_parameters(raw):
     """float64 raw [P, 2C] -> (int32 table indexes, float32 snapped means)."""
     scale_indexes, means = tf.split(raw, 2, axis=-1)
-    indexes = tf.cast(tf.floor(tf.clip_by_value(
-        scale_indexes, 0., entropy_models.NUM_SCALES - 1.)), tf.int32)
+    indexes = tf.cast(entropy_models.coding_scale_indexes(scale_indexes),
+                      tf.int32)
     return indexes, tf.cast(snap_means(means), tf.float32)
 
   # -- encoder -----------------------------------------------------------

@@ -1,26 +1,33 @@
-"""The .tfci container (format versions 1 and 2). See docs/FORMAT.md.
+"""The .tfci container (format versions 3 and 4). See docs/FORMAT.md.
 
-Version 1 layout (one untiled image), all integers big-endian:
+Version 3 layout (one untiled image), all integers big-endian:
 
   magic        4 bytes  b"TFCI"
-  version      u8       1
+  version      u8       3
   model name   u8 length + ASCII bytes (a registry name, e.g. "mbt2018-mean")
   quality      u8       1..8
   metric       u8       0 = mse, 1 = ms-ssim
+  weights id   u32      CRC32 of the coding model's float16 weights
   height       u32      original image height (before padding)
   width        u32      original image width
   n_shapes     u8       latent shapes, each u8 rank + rank x u32
   n_strings    u8       entropy-coded strings, each u32 length + bytes
   crc32        u32      zlib.crc32 of every preceding byte
 
-Version 2 (a tiled image) is the same up to width, then
+Version 4 (a tiled image) is the same up to width, then
 
   tile size    u32      side of the square tiles, a multiple of the model stride
   then, for each tile in row-major order, n_shapes + shapes and
   n_strings + strings exactly as above (the tile count follows from the size).
 
+Versions 1 and 2 had no weights id and coded each Gaussian with its
+truncated scale index (3 and 4 round it: `entropy.coding_scale_indexes`);
+they are refused by name, never decoded with the wrong tables.
+
 The decoder needs nothing but this file: the model, its quality and metric,
-the image size and every latent shape travel inside.
+the image size and every latent shape travel inside; the weights id lets a
+decoder whose weights differ from the encoder's (a newer tfcodec retrained
+the model) refuse the file instead of decoding a wrong image.
 
 Every header value is checked against a fixed bound before anything is
 allocated from it, so a hostile file can at worst make the decoder work on an
@@ -32,9 +39,12 @@ import struct
 import zlib
 
 MAGIC = b"TFCI"
-VERSION = 1  # untiled; the only version the in-graph container speaks
-VERSION_TILED = 2
+VERSION = 3  # untiled; the only version the in-graph container speaks
+VERSION_TILED = 4
 SUPPORTED_VERSIONS = (VERSION, VERSION_TILED)
+# tfcodec 0.1.x (no weights id, truncated scale indexes): refused with a
+# re-encode hint.
+LEGACY_VERSIONS = (1, 2)
 METRICS = ("mse", "ms-ssim")
 # Bounds checked before anything is allocated from header values.
 MAX_DIMENSION = 1 << 16
@@ -42,11 +52,11 @@ MAX_ITEMS = 16
 # At most 2^27 pixels (e.g. 16384 x 8192, 134 MP): the decoded image alone is
 # then 384 MiB of uint8, and everything else is bounded per tile.
 MAX_PIXELS = 1 << 27
-# An untiled (version 1) image is decoded in one piece; its peak memory grows
+# An untiled (version 3) image is decoded in one piece; its peak memory grows
 # with its area, so above this many pixels the encoder tiles and the decoder
 # refuses untiled files (2048 x 2048 decodes in well under 4 GiB).
 MAX_UNTILED_PIXELS = 2048 * 2048
-# Tile sides a version 2 file may declare; the upper end bounds per-tile memory.
+# Tile sides a version 4 file may declare; the upper end bounds per-tile memory.
 MIN_TILE_SIDE = 64
 MAX_TILE_SIDE = 2048
 # Each tile costs a model call, so the count is bounded too (the encoder's
@@ -67,8 +77,9 @@ class Bitstream:
   width: int
   shapes: list  # [[h, w], ...] latent shapes (untiled files)
   strings: list  # [bytes, ...] entropy-coded payloads (untiled files)
-  tile_size: int = 0  # 0: untiled (version 1); else the tile side (version 2)
+  tile_size: int = 0  # 0: untiled (version 3); else the tile side (version 4)
   tiles: list = dataclasses.field(default_factory=list)  # [(shapes, strings)]
+  weights_id: int = 0  # models.base.weights_fingerprint of the coding model
 
   @property
   def tiled(self):
@@ -106,6 +117,8 @@ class Bitstream:
     if not (0 < self.height <= MAX_DIMENSION and 0 < self.width <= MAX_DIMENSION):
       raise ValueError(f"image size {self.height}x{self.width} outside "
                        f"1..{MAX_DIMENSION}")
+    if not 0 <= self.weights_id < 1 << 32:
+      raise ValueError(f"weights id {self.weights_id} is not a u32")
     if self.tiled:
       if not MIN_TILE_SIDE <= self.tile_size <= MAX_TILE_SIDE:
         raise ValueError(f"tile size {self.tile_size} outside "
@@ -116,8 +129,8 @@ class Bitstream:
                          f"{self.width} image in {self.tile_size}-pixel tiles "
                          f"has {rows * cols}")
     out = [MAGIC, struct.pack(">BB", self.version, len(name)), name,
-           struct.pack(">BBII", self.quality, METRICS.index(self.metric),
-                       self.height, self.width)]
+           struct.pack(">BBIII", self.quality, METRICS.index(self.metric),
+                       self.weights_id, self.height, self.width)]
     if self.tiled:
       out.append(struct.pack(">I", self.tile_size))
     for shapes, strings in self.payloads():
@@ -143,6 +156,10 @@ class Bitstream:
     reader = _Reader(body)
     reader.skip(4)
     version = reader.u8()
+    if version in LEGACY_VERSIONS:
+      raise FormatError(f"format version {version} was written by tfcodec "
+                        "0.1.x, which coded scale indexes truncated; this "
+                        "tfcodec reads versions 3 and 4: re-encode the image")
     if version not in SUPPORTED_VERSIONS:
       known = ", ".join(map(str, SUPPORTED_VERSIONS))
       raise FormatError(f"format version {version} is not supported (this "
@@ -155,6 +172,7 @@ class Bitstream:
     except UnicodeDecodeError as e:
       raise FormatError("model name is not ASCII") from e
     quality, metric_id = reader.u8(), reader.u8()
+    weights_id = reader.u32()
     height, width = reader.u32(), reader.u32()
     if metric_id >= len(METRICS):
       raise FormatError(f"unknown metric id {metric_id}")
@@ -174,7 +192,7 @@ class Bitstream:
                         f"the {MAX_UNTILED_PIXELS}-pixel limit for untiled "
                         "files (re-encode it: large images are tiled)")
     stream = cls(name, quality, METRICS[metric_id], height, width, [], [],
-                 tile_size=tile_size)
+                 tile_size=tile_size, weights_id=weights_id)
     rows, cols = stream.tile_grid()
     if rows * cols > MAX_TILES:
       raise FormatError(f"{rows * cols} tiles of {tile_size} pixels exceed "

@@ -234,11 +234,13 @@ def _u8(value):
 
 # -- encoding -------------------------------------------------------------------
 
-def encode(model, quality, metric, height, width, shapes, strings):
+def encode(model, quality, metric, height, width, shapes, strings,
+           weights_id=0):
   """A whole .tfci file as a scalar string tensor, byte-identical to
-  `Bitstream(model, quality, metric, height, width, shapes, strings).to_bytes()`.
+  `Bitstream(model, quality, metric, height, width, shapes, strings,
+  weights_id=weights_id).to_bytes()`.
 
-  model, quality and metric are Python values fixed when the graph is built
+  model, quality, metric and weights_id are Python values fixed when the graph is built
   (an exported SavedModel holds one model); height, width, shapes (1-D int
   tensors) and strings (scalar strings) are tensors.
   """
@@ -256,7 +258,8 @@ def encode(model, quality, metric, height, width, shapes, strings):
   check = tf.debugging.Assert(
       size_ok, [f"image size outside 1..{MAX_DIMENSION}:", height, width])
   fixed = list(MAGIC) + [VERSION, len(name)] + list(name) + [
-      int(quality), METRICS.index(metric)]
+      int(quality), METRICS.index(metric)] + list(
+          int(weights_id).to_bytes(4, "big"))
   header = [tf.constant(fixed, tf.int64), u32_bytes(height), u32_bytes(width),
             _u8(len(shapes))]
   for shape in shapes:
@@ -346,7 +349,8 @@ def _substr(data, pos, length, size):
   return tf.strings.substr(data, pos, length)
 
 
-def decode(data, model, quality, metric, num_shapes, num_strings, checks=None):
+def decode(data, model, quality, metric, num_shapes, num_strings, checks=None,
+           weights_id=0):
   """Parses and validates a .tfci file (scalar string) in the graph.
 
   The file must come from `model` at `quality` / `metric` (an exported
@@ -396,6 +400,11 @@ def decode(data, model, quality, metric, num_shapes, num_strings, checks=None):
                  f"the file was made with weights for another metric; this "
                  f"decoder holds {metric} (id {METRICS.index(metric)}); file "
                  f"metric id:", metric_id)
+  file_weights_id = reader.u32()
+  checks.require(tf.equal(file_weights_id, int(weights_id)),
+                 f"the file was coded with other {model} weights; this "
+                 f"decoder holds weights id {int(weights_id)}; file weights "
+                 "id:", file_weights_id)
   height, width = reader.u32(), reader.u32()
   checks.require(
       tf.reduce_all([height > 0, height <= MAX_DIMENSION, width > 0,

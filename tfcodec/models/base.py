@@ -14,6 +14,8 @@ Padding lives here, not in callers: the image is edge-padded to a multiple of
 The rate-distortion loss, `train_step` and `test_step` are shared too.
 """
 
+import zlib
+
 import numpy as np
 import tensorflow as tf
 
@@ -55,6 +57,19 @@ def latent_shape(factor, padded_height, padded_width):
   if factor is None:
     return [1, 1]
   return [padded_height // factor, padded_width // factor]
+
+
+def weights_fingerprint(model):
+  """CRC32 of a model's trainable weights as float16 (the shipped precision:
+  a model in memory and the file it is exported to give the same id).
+  Written into every .tfci file, so that weights retrained under the same
+  name refuse old files instead of decoding them to a wrong image."""
+  crc = 0
+  for variable in model.trainable_weights:
+    crc = zlib.crc32(
+        np.ascontiguousarray(variable.numpy().astype(np.float16)).tobytes(),
+        crc)
+  return crc
 
 
 def mse_to_psnr(mse, peak=255.):
@@ -120,6 +135,7 @@ class CompressionModel(tf.keras.Model):
     the other way) are the same whatever the threads, oneDNN or machine.
     """
     from tfcodec.layers import exact
+    self.weights_id = weights_fingerprint(self)
     for index, module in enumerate(self.entropy_modules()):
       module.freeze(None if tables is None else tables.get(index, {}) or None)
     # Coding uses order-independent integer convolutions so that every

@@ -30,7 +30,8 @@ import functools
 import tensorflow as tf
 
 from tfcodec.entropy import (
-    FactorizedPrior, GaussianConditional, NUM_SCALES, scale_from_index)
+    FactorizedPrior, GaussianConditional, NUM_SCALES, coding_scale_indexes,
+    scale_from_index)
 from tfcodec.entropy.context import (
     GaussianStepCoder, LIKELIHOOD_BOUND, NETWORK_DTYPE, WavefrontSchedule,
     gaussian_likelihood, lower_bound, run_wavefront)
@@ -173,9 +174,9 @@ class MeanScaleHyperpriorModel(CompressionModel):
                                                    training=True)
     y_rounded = self.y_conditional.quantize(y, means)
     if noise is None:
-      # The coder's table entry (clipped, truncated index), straight-through.
-      scale_indexes += tf.stop_gradient(tf.floor(tf.clip_by_value(
-          scale_indexes, 0., NUM_SCALES - 1.)) - scale_indexes)
+      # The coder's table entry, straight-through.
+      scale_indexes += tf.stop_gradient(
+          coding_scale_indexes(scale_indexes) - scale_indexes)
       y_bits = self.y_conditional.bits(y_rounded, scale_indexes, means)
     else:
       y_bits = self.y_conditional.bits(y + noise["y"], scale_indexes, means)
@@ -334,7 +335,7 @@ class JointContextModel(CompressionModel):
       y_hat = y_tilde
     else:
       # The table entry the coder uses, so the estimate tracks the file.
-      scale_indexes = tf.floor(tf.clip_by_value(scale_indexes, 0., top))
+      scale_indexes = coding_scale_indexes(scale_indexes)
       y_hat = tf.round(y - means) + means
     likelihood = gaussian_likelihood(y_hat, means,
                                      scale_from_index(scale_indexes))
