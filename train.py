@@ -139,6 +139,13 @@ flags.DEFINE_string("export", None,
 flags.DEFINE_bool("export_only", False,
                   "When set, do not train: export the newest checkpoint of "
                   "--run_dir to --export and exit.")
+flags.DEFINE_integer("keep_checkpoints", 3,
+                     "How many of the newest checkpoints the run keeps (more "
+                     "for --average_from_step).")
+flags.DEFINE_integer("average_from_step", None,
+                     "With --export_only: export the mean of the weights of "
+                     "every kept checkpoint at or after this step (stochastic "
+                     "weight averaging) instead of the newest one.")
 flags.DEFINE_bool("cuda", False,
                   "Accepted so seed command lines run unchanged; TensorFlow "
                   "uses a GPU whenever one is visible, so it changes nothing.")
@@ -178,11 +185,14 @@ def main(argv):
   if FLAGS.synthesis_quantization:
     model_kwargs["synthesis_quantization"] = FLAGS.synthesis_quantization
   if FLAGS.export_only:
-    model, step = loop.restore(FLAGS.model, FLAGS.quality, run_dir,
-                               metric=FLAGS.metric, lmbda=FLAGS["lambda"].value,
-                               model_kwargs=model_kwargs)
+    model, step, averaged = loop.restore(
+        FLAGS.model, FLAGS.quality, run_dir, metric=FLAGS.metric,
+        lmbda=FLAGS["lambda"].value, model_kwargs=model_kwargs,
+        average_from_step=FLAGS.average_from_step)
   else:
-    step = None
+    if FLAGS.average_from_step is not None:
+      raise app.UsageError("--average_from_step needs --export_only")
+    step, averaged = None, []
     model = loop.train(
         FLAGS.model, FLAGS.quality, metric=FLAGS.metric,
         lmbda=FLAGS["lambda"].value,
@@ -198,7 +208,8 @@ def main(argv):
         warm_start_from=FLAGS.warm_start_from,
         warm_start_parts=tuple(FLAGS.warm_start_parts), seed=FLAGS.seed,
         model_kwargs=model_kwargs, strategy=FLAGS.strategy,
-        parallel_calls=FLAGS.num_workers)
+        parallel_calls=FLAGS.num_workers,
+        keep_checkpoints=FLAGS.keep_checkpoints)
   work_dir = distribute.worker_dir(run_dir, FLAGS.strategy)
   recipe = {"flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(
       FLAGS.find_module_defining_flag("model"))},
@@ -206,6 +217,8 @@ def main(argv):
             "run": loop.run_summary(work_dir)}
   if step is not None:
     recipe["run"]["steps"] = step  # the checkpoint's step, not the log's last
+  if averaged:
+    recipe["run"]["averaged_checkpoints"] = averaged
   export = (FLAGS.export if FLAGS.export and work_dir == run_dir
             else os.path.join(work_dir, "export.npz"))
   loop.export(model, export, FLAGS.quality,

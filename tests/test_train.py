@@ -104,3 +104,44 @@ def test_saved_informer_weights_load_back(tmp_path):
   loaded = zoo.load_model(path=path, freeze=False)
   for got, want in zip(loaded.trainable_weights, model.trainable_weights):
     np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_export_averages_the_kept_checkpoints(tmp_path):
+  """--average_from_step: the exported weights are the mean of the kept
+  checkpoints' weights at or after that step, and say which they were."""
+  images = tmp_path / "images"
+  images.mkdir()
+  for i in range(2):
+    Image.fromarray(random_image(64, 64, seed=i)).save(images / f"{i}.png")
+  run_dir = str(tmp_path / "run")
+  loop.train("mbt2018-mean", 3, train_glob=str(images), val_glob="",
+             run_dir=run_dir, patch_size=64, batch_size=2, lr=1e-2,
+             steps=4, checkpoint_every=1, eval_every=0, log_every=0,
+             model_kwargs=dict(N=8, M=8), keep_checkpoints=5, echo=False)
+  # Each kept checkpoint, read on its own.
+  weights = {}
+  state = tf.train.get_checkpoint_state(os.path.join(run_dir, "ckpt"))
+  for prefix in state.all_model_checkpoint_paths:
+    model = create_model("mbt2018-mean", 3, N=8, M=8)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    tf.train.Checkpoint(model=model, step=step).restore(prefix).expect_partial()
+    weights[int(step)] = [v.numpy() for v in model.trainable_weights]
+  assert sorted(weights) == [1, 2, 3, 4]
+  averaged_model, step, averaged = loop.restore(
+      "mbt2018-mean", 3, run_dir, model_kwargs=dict(N=8, M=8),
+      average_from_step=2)
+  assert (step, averaged) == (4, [2, 3, 4])
+  for i, variable in enumerate(averaged_model.trainable_weights):
+    expected = np.mean([weights[s][i].astype(np.float64) for s in (2, 3, 4)], 0)
+    np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-6, atol=1e-8)
+  # Training moved the weights, so the mean is not any one checkpoint.
+  assert any(not np.allclose(weights[2][i], weights[4][i])
+             for i in range(len(weights[4])))
+  newest, step, averaged = loop.restore("mbt2018-mean", 3, run_dir,
+                                        model_kwargs=dict(N=8, M=8))
+  assert (step, averaged) == (4, [])
+  for a, b in zip(newest.trainable_weights, weights[4]):
+    np.testing.assert_array_equal(a.numpy(), b)
+  with pytest.raises(FileNotFoundError, match="at or after step 9"):
+    loop.restore("mbt2018-mean", 3, run_dir, model_kwargs=dict(N=8, M=8),
+                 average_from_step=9)

@@ -196,7 +196,7 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
           eval_every=1000, log_every=50, finetune_from=None,
           warm_start_from=None, warm_start_parts=("g_a", "g_s"), seed=None,
           model_kwargs=None, strategy="none", parallel_calls=None,
-          summary_images=3, echo=True):
+          summary_images=3, echo=True, keep_checkpoints=3):
   """Trains (or resumes) a run and returns the model.
 
   `epochs`, when given, replaces `steps`: an epoch is one random crop of every
@@ -247,7 +247,7 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
   ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
                              lr_backoff=backoff)
   manager = tf.train.CheckpointManager(ckpt, os.path.join(work_dir, "ckpt"),
-                                       max_to_keep=3)
+                                       max_to_keep=keep_checkpoints)
 
   log("start", text=(
       f"{model_name} q{quality} {metric}, lambda {model.lmbda:g}, N={model.N} "
@@ -388,19 +388,43 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
 
 
 def restore(model_name, quality, run_dir, metric="mse", lmbda=None,
-            model_kwargs=None):
-  """The model of a run's newest checkpoint (without the optimizer)."""
+            model_kwargs=None, average_from_step=None):
+  """(model, step, averaged steps): the model of a run's newest checkpoint
+  (without the optimizer).
+
+  `average_from_step`: instead, the mean of the weights of every checkpoint
+  in the run dir at or after that step (stochastic weight averaging, Izmailov
+  et al. 2018: late in a run, averaging points of the trajectory lands nearer
+  the middle of the basin than any one of them). `step` is then the newest
+  averaged checkpoint's; keep enough checkpoints with --keep_checkpoints."""
   overrides = dict(model_kwargs or {})
   if lmbda is not None:
     overrides["lmbda"] = lmbda
   model = create_model(model_name, quality, metric=metric, **overrides)
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
   ckpt = tf.train.Checkpoint(model=model, step=step)
-  latest = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
+  ckpt_dir = os.path.join(run_dir, "ckpt")
+  latest = tf.train.latest_checkpoint(ckpt_dir)
   if latest is None:
-    raise FileNotFoundError(f"no checkpoint in {run_dir}/ckpt")
-  ckpt.restore(latest).expect_partial()
-  return model, int(step)
+    raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
+  if average_from_step is None:
+    ckpt.restore(latest).expect_partial()
+    return model, int(step), []
+  state = tf.train.get_checkpoint_state(ckpt_dir)
+  chosen, total = [], None
+  for prefix in state.all_model_checkpoint_paths:
+    ckpt.restore(prefix).expect_partial()
+    if int(step) < average_from_step:
+      continue
+    values = [v.numpy().astype(np.float64) for v in model.trainable_weights]
+    total = values if total is None else [t + v for t, v in zip(total, values)]
+    chosen.append(int(step))
+  if not chosen:
+    raise FileNotFoundError(f"no checkpoint at or after step "
+                            f"{average_from_step} in {ckpt_dir}")
+  for variable, value in zip(model.trainable_weights, total):
+    variable.assign((value / len(chosen)).astype(np.float32))
+  return model, max(chosen), sorted(chosen)
 
 
 def run_summary(run_dir):
