@@ -240,9 +240,9 @@ def encode(model, quality, metric, height, width, shapes, strings,
   `Bitstream(model, quality, metric, height, width, shapes, strings,
   weights_id=weights_id).to_bytes()`.
 
-  model, quality, metric and weights_id are Python values fixed when the graph is built
-  (an exported SavedModel holds one model); height, width, shapes (1-D int
-  tensors) and strings (scalar strings) are tensors.
+  model, quality, metric and weights_id are Python values fixed when the
+  graph is built (an exported SavedModel holds one model); height, width,
+  shapes (1-D int tensors) and strings (scalar strings) are tensors.
   """
   if metric not in METRICS:
     raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
