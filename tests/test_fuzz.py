@@ -6,7 +6,6 @@ of the suite, so the run does not depend on which weights ship.
 
 import io
 import struct
-import zlib
 
 import pytest
 
@@ -76,9 +75,8 @@ def _as_version_3(data, weights_id):
   indexing changed in version 3, so it still decodes the same way."""
   assert data[4] == 1
   end = 6 + data[5] + 2  # magic, version, name length, name, quality, metric
-  body = (data[:4] + b"\x03" + data[5:end] + struct.pack(">I", weights_id) +
-          data[end:-4])
-  return body + struct.pack(">I", zlib.crc32(body))
+  return fuzz.with_crc(data[:4] + b"\x03" + data[5:end] +
+                       struct.pack(">I", weights_id) + data[end:-4])
 
 
 def test_op_error_with_undecodable_message_is_a_format_error(tiny_models):
