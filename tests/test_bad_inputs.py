@@ -19,6 +19,7 @@ from PIL import Image
 
 from conftest import ROOT, random_image
 from tfcodec import codec
+from tfcodec.io import bitstream
 from tfcodec.io.bitstream import Bitstream
 
 MODEL = "mbt2018-mean"
@@ -130,9 +131,9 @@ def test_bad_bitstreams_each_get_one_clear_line(tmp_path, tiny_models):
 
 def _huge_header():
   """A tiled header claiming 65536 x 65536 pixels (over MAX_PIXELS), CRC valid."""
-  name = MODEL.encode()
-  body = (b"TFCI" + struct.pack(">BB", 4, len(name)) + name +
-          struct.pack(">BBIIII", 1, 0, 0, 65536, 65536, 1024))
+  model_id = bitstream.MODEL_IDS[MODEL]
+  body = b"TFCI" + struct.pack(">BBBBIHHH", 6, model_id, 1, 0, 0, 65535, 65535,
+                               1024)
   return _with_crc(body)
 
 

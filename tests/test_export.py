@@ -49,32 +49,30 @@ def test_graph_crc32_equals_zlib_at_every_chunk_boundary():
 
 def _graph_encode(stream):
   @tf.function
-  def encode(height, width, shapes, strings):
+  def encode(height, width, strings):
     return graph_bitstream.encode(stream.model, stream.quality, stream.metric,
-                                  height, width, shapes, strings,
-                                  stream.weights_id)
+                                  height, width, strings, stream.weights_id)
   return encode(tf.constant(stream.height), tf.constant(stream.width),
-                [tf.constant(s, tf.int32) for s in stream.shapes],
                 [tf.constant(s) for s in stream.strings]).numpy()
 
 
 @functools.lru_cache(maxsize=None)
-def _decoder(model, quality, metric, num_shapes, num_strings, weights_id):
+def _decoder(model, quality, metric, num_strings, weights_id):
   """The graph parser for one set of expectations, traced once."""
   @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
   def decode(data):
-    return graph_bitstream.decode(data, model, quality, metric, num_shapes,
-                                  num_strings, weights_id=weights_id)[:4]
+    return graph_bitstream.decode(data, model, quality, metric, num_strings,
+                                  weights_id=weights_id)[:3]
   return decode
 
 
 def _graph_decode(stream, data):
   decode = _decoder(stream.model, stream.quality, stream.metric,
-                    len(stream.shapes), len(stream.strings), stream.weights_id)
-  height, width, shapes, strings = decode(tf.constant(data))
+                    len(stream.strings), stream.weights_id)
+  height, width, strings = decode(tf.constant(data))
   return Bitstream(stream.model, stream.quality, stream.metric, int(height),
-                   int(width), [[int(d) for d in s.numpy()] for s in shapes],
-                   [s.numpy() for s in strings], weights_id=stream.weights_id)
+                   int(width), [s.numpy() for s in strings],
+                   weights_id=stream.weights_id)
 
 
 CASES = [
@@ -83,6 +81,8 @@ CASES = [
     ("mbt2018-mean", 8, "ms-ssim", 1, 1, [1, 1]),
     ("bmshj2018-hyperprior", 1, "mse", 512, 768, [20_000, 37]),
     ("bmshj2018-factorized", 5, "mse", 65_536, 3, [70_001]),
+    # A model without an id is written by name (0, length, name).
+    ("someone-elses-codec", 2, "mse", 9, 65_536, [5, 6, 7]),
 ]
 
 
@@ -90,8 +90,7 @@ CASES = [
 def test_graph_container_is_byte_identical_to_python(model, quality, metric,
                                                      height, width, lengths):
   rng = random.Random(height * 31 + width)
-  shapes = [[rng.randrange(1, 5000), rng.randrange(1, 5000)] for _ in lengths]
-  stream = Bitstream(model, quality, metric, height, width, shapes,
+  stream = Bitstream(model, quality, metric, height, width,
                      [rng.randbytes(n) for n in lengths],
                      weights_id=rng.randrange(1 << 32))
   data = stream.to_bytes()
@@ -106,11 +105,11 @@ def _repacked(data):
 
 
 def test_graph_decode_names_the_problem():
-  stream = Bitstream("mbt2018-mean", 3, "mse", 64, 64, [[4, 4], [1, 1]],
-                     [b"abcdef", b"xyz"], weights_id=0x1234abcd)
+  stream = Bitstream("mbt2018-mean", 3, "mse", 64, 64, [b"abcdef", b"xyz"],
+                     weights_id=0x1234abcd)
   data = stream.to_bytes()
   flipped = bytearray(data)
-  flipped[30] ^= 0x08
+  flipped[20] ^= 0x08
   # Files no reader accepts: the Python reader refuses them too.
   invalid = {
       "too short": data[:5],
@@ -122,12 +121,12 @@ def test_graph_decode_names_the_problem():
   }
   # Valid containers, but not for the model the graph was built for.
   foreign = {
-      "another model": {"model": "mbt2018-meat"},
+      "another model": {"model": "mbt2018-mean-vr"},
+      "model field bytes": {"model": "mbt2018-meat"},
       "another quality": {"quality": 4},
       "another metric": {"metric": "ms-ssim"},
       "other mbt2018-mean weights": {"weights_id": 0x1234abce},
       "expected 2 strings": {"strings": [b"a"]},
-      "rank 2": {"shapes": [[4, 4, 1], [1, 1]]},
   }
   for expected, bad in invalid.items():
     with pytest.raises(FormatError):
@@ -200,9 +199,9 @@ def test_exported_codec_rejects_bad_input_with_clear_errors(tiny_bmshj2018):
   stream = Bitstream.from_bytes(data)
   with pytest.raises(tf.errors.InvalidArgumentError, match="CRC32 mismatch"):
     module.decompress(tf.constant(data[:-1] + bytes([data[-1] ^ 1])))
-  bad = Bitstream(**{**stream.__dict__, "shapes": [[9, 9], [1, 1]]}).to_bytes()
-  with pytest.raises(tf.errors.InvalidArgumentError, match="latent shapes"):
-    module.decompress(tf.constant(bad))
+  bad = Bitstream(**{**stream.__dict__, "strings": stream.strings[:1]})
+  with pytest.raises(tf.errors.InvalidArgumentError, match="expected 2 strings"):
+    module.decompress(tf.constant(bad.to_bytes()))
   other = Bitstream(**{**stream.__dict__, "model": "mbt2018-mean"})
   with pytest.raises(tf.errors.InvalidArgumentError, match="another model"):
     module.decompress(tf.constant(other.to_bytes()))

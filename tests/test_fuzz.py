@@ -68,21 +68,33 @@ _UNDECODABLE_ERROR_CASE = (
 )
 
 
-def _as_version_3(data, weights_id):
-  """A version 1 file (as the fuzzer found it) in version 3's layout: the
-  weights id after the metric byte, CRC recomputed. The case is a mixture
-  (cheng2020-gmm) string, which does not use the Gaussian scale table whose
-  indexing changed in version 3, so it still decodes the same way."""
-  assert data[4] == 1
-  end = 6 + data[5] + 2  # magic, version, name length, name, quality, metric
-  return fuzz.with_crc(data[:4] + b"\x03" + data[5:end] +
-                       struct.pack(">I", weights_id) + data[end:-4])
+def _as_current_version(data, weights_id):
+  """The version 1 file the fuzzer found, rewritten in today's layout with
+  the tiny model's weights id: its strings are kept byte for byte. The case
+  is a mixture (cheng2020-gmm) string, which does not use the Gaussian scale
+  table whose indexing changed in version 3, so it decodes the same way."""
+  assert data[:5] == b"TFCI\x01"
+  end = 6 + data[5]
+  name = data[6:end].decode("ascii")
+  quality, metric, height, width = struct.unpack(">BBII", data[end:end + 10])
+  pos = end + 10
+  for _ in range(data[pos]):  # latent shapes: u8 rank, rank x u32
+    pos += 1 + 4 * data[pos + 1]
+  pos += 1
+  strings = []
+  for _ in range(data[pos]):
+    length = struct.unpack(">I", data[pos + 1:pos + 5])[0]
+    strings.append(data[pos + 5:pos + 5 + length])
+    pos += 4 + length
+  assert pos + 1 == len(data) - 4
+  return Bitstream(name, quality, ("mse", "ms-ssim")[metric], height, width,
+                   strings, weights_id=weights_id).to_bytes()
 
 
 def test_op_error_with_undecodable_message_is_a_format_error(tiny_models):
   from tfcodec import codec
   from tfcodec.io.bitstream import FormatError
-  data = _as_version_3(bytes.fromhex(_UNDECODABLE_ERROR_CASE),
+  data = _as_current_version(bytes.fromhex(_UNDECODABLE_ERROR_CASE),
                        tiny_models["cheng2020-gmm"].weights_id)
   with pytest.raises(FormatError, match="entropy-coded data is invalid"):
     codec.decode_bytes(data, loader=lambda name, quality, metric: tiny_models[name])

@@ -48,9 +48,9 @@ def test_file_bits_match_estimated_bits_on_kodak(name, metric, quality):
   estimated = sum(float(tf.reduce_sum(b)) for b in out["bits"].values())
   assert abs(payload_bits - estimated) / estimated < 0.01, (payload_bits, estimated)
   # The whole file adds exactly the header and CRC (docs/FORMAT.md): magic 4,
-  # version 1, name 1 + len, quality 1, metric 1, weights id 4, H 4, W 4,
-  # shapes 1 + 2 x (1 + 8), string lengths 1 + 2 x 4, CRC 4.
-  assert len(data) - payload_bits // 8 == 52 + len(name)
+  # version 1, model id 1, quality 1, metric 1, weights id 4, H - 1 and
+  # W - 1 2 + 2, string lengths 1 + 2 x 4, CRC 4.
+  assert len(data) - payload_bits // 8 == 29
   decoded = codec.decode_bytes(data)
   assert decoded.shape == image.shape
   # A floor that fails for broken or mis-trained weights, not a quality

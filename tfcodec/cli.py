@@ -237,16 +237,14 @@ def describe_file(path):
     return lines + [f"  error: {e}", f"  CRC32:        {crc} (stored "
                     f"0x{stored:08x}, computed 0x{computed:08x})"], False
   payloads = stream.payloads()
-  first_shapes, first_strings = payloads[0]
+  first_strings = payloads[0]
   names = _string_names(stream.model, len(first_strings))
-  shape_names = _shape_names(stream.model, len(first_shapes))
-  shapes = ", ".join(f"{n} {'x'.join(map(str, s))}"
-                     for n, s in zip(shape_names, first_shapes))
+  shapes = _latent_shapes(stream)
   # Bytes per string name, summed over tiles for a tiled file.
-  totals = [sum(len(strings[i]) for _, strings in payloads
+  totals = [sum(len(strings[i]) for strings in payloads
                 if i < len(strings)) for i in range(len(names))]
   strings = ", ".join(f"{n} {t}" for n, t in zip(names, totals))
-  payload_bytes = sum(len(s) for _, strings_ in payloads for s in strings_)
+  payload_bytes = sum(len(s) for strings_ in payloads for s in strings_)
   lines += [
       f"  model:        {stream.model}{_model_status(stream)}",
       f"  quality:      {stream.quality}",
@@ -258,7 +256,8 @@ def describe_file(path):
   if stream.tiled:
     rows, cols = stream.tile_grid()
     lines.append(f"  tiles:        {cols}x{rows} of {stream.tile_size} px "
-                 "(format version 4); latents of the first tile:")
+                 f"(format version {stream.version}); latents of the first "
+                 "tile:")
   lines += [
       f"  latents:      {shapes}",
       f"  string bytes: {strings}  (header and CRC: "
@@ -285,11 +284,16 @@ def _string_names(model, count):
   return [f"#{i}" for i in range(count)]
 
 
-def _shape_names(model, count):
-  cls = _registered(model)
-  if cls is not None and len(cls.shape_names) == count:
-    return cls.shape_names
-  return [f"#{i}" for i in range(count)]
+def _latent_shapes(stream):
+  """The first tile's latent shapes (not stored: derived from its size)."""
+  from tfcodec import codec
+  cls = _registered(stream.model)
+  if cls is None:
+    return "unknown (model not known)"
+  _, _, tile_h, tile_w = stream.tile_boxes()[0]
+  shapes = codec.expected_latent_shapes(cls, tile_h, tile_w)
+  return ", ".join(f"{n} {'x'.join(map(str, s))}"
+                   for n, s in zip(cls.shape_names, shapes))
 
 
 def _model_status(stream):

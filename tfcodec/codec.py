@@ -72,19 +72,26 @@ def encode_image(model, image, quality, tile_size=None, refine_steps=0):
                      f"{model.model_name}'s stride {model.stride}")
   stream = Bitstream(model=model.model_name, quality=int(quality),
                      metric=model.metric, height=height, width=width,
-                     shapes=[], strings=[], tile_size=int(tile_size),
+                     strings=[], tile_size=int(tile_size),
                      weights_id=model.weights_id)
   payloads = []
   for top, left, tile_h, tile_w in stream.tile_boxes():
     tile = image[top:top + tile_h, left:left + tile_w]
     strings, shapes = model.compress(tf.constant(tile),
                                      refine_steps=refine_steps)
-    payloads.append(([[int(d) for d in s.numpy()] for s in shapes],
-                     [s.numpy() for s in strings]))
+    # The file does not store latent shapes: the decoder derives them from
+    # the size, so a model whose geometry disagrees must not write files.
+    shapes = [[int(d) for d in s.numpy()] for s in shapes]
+    expected = _expected_shapes(model, tile_h, tile_w)
+    if shapes != expected:
+      raise RuntimeError(f"{model.model_name} produced latent shapes {shapes} "
+                         f"for a {tile_h}x{tile_w} image; its stride and "
+                         f"latent_factors say {expected}")
+    payloads.append([s.numpy() for s in strings])
   if stream.tiled:
     stream.tiles = payloads
   else:
-    stream.shapes, stream.strings = payloads[0]
+    stream.strings = payloads[0]
   return stream.to_bytes()
 
 
@@ -108,11 +115,14 @@ def expected_latent_shapes(model_cls, height, width):
 
 
 def _expected_shapes(model, height, width):
-  return expected_latent_shapes(type(model), height, width)
+  # The instance's own stride: a TCM built with smaller windows pads to a
+  # smaller multiple than its class.
+  return expected_latent_shapes(model, height, width)
 
 
 def check_stream(stream, model=None):
-  """Validates a parsed header against the registry; returns the model class.
+  """Validates a parsed header against the registry; returns the latent
+  shapes of every tile ([[h, w] per latent] per tile, row-major).
 
   Everything here uses class attributes only: a file is refused before a
   model is built, weights are loaded or a tensor is allocated. When the
@@ -131,17 +141,15 @@ def check_stream(stream, model=None):
   if stream.tiled and stream.tile_size % geometry.stride:
     raise FormatError(f"tile size {stream.tile_size} is not a multiple of "
                       f"{stream.model}'s stride {geometry.stride}")
-  for index, ((_, _, tile_h, tile_w), (shapes, strings)) in enumerate(
+  tile_shapes = []
+  for index, ((_, _, tile_h, tile_w), strings) in enumerate(
       zip(stream.tile_boxes(), stream.payloads())):
     where = f"tile {index}: " if stream.tiled else ""
-    expected = expected_latent_shapes(geometry, tile_h, tile_w)
-    if shapes != expected:
-      raise FormatError(f"{where}latent shapes {shapes} do not match a "
-                        f"{tile_h}x{tile_w} image (expected {expected})")
     if len(strings) != len(model_cls.string_names):
       raise FormatError(f"{where}{len(strings)} strings, {stream.model} needs "
                         f"{len(model_cls.string_names)}")
-  return model_cls
+    tile_shapes.append(expected_latent_shapes(geometry, tile_h, tile_w))
+  return tile_shapes
 
 
 def _load_for_stream(stream, exact_transforms=True):
@@ -166,7 +174,7 @@ def decode_bytes(data, model=None, loader=None, exact_transforms=True):
     # geometry differs from the registered class (e.g. tiny TCM windows), so
     # the header is checked against the model it returns.
     model = loader(stream.model, stream.quality, stream.metric)
-  check_stream(stream, model)
+  tile_shapes = check_stream(stream, model)
   if model is None:
     model = _load_for_stream(stream, exact_transforms)
   if model.model_name != stream.model:
@@ -180,8 +188,8 @@ def decode_bytes(data, model=None, loader=None, exact_transforms=True):
   if hasattr(model, "set_quality"):
     model.set_quality(stream.quality)
   image = np.empty((stream.height, stream.width, 3), np.uint8)
-  for (top, left, tile_h, tile_w), (shapes, strings) in zip(
-      stream.tile_boxes(), stream.payloads()):
+  for (top, left, tile_h, tile_w), strings, shapes in zip(
+      stream.tile_boxes(), stream.payloads(), tile_shapes):
     try:
       tile = model.decompress(
           [tf.constant(s) for s in strings],

@@ -86,21 +86,15 @@ def build_module(model, quality):
     image = checks.guard(image)
     strings, shapes = model.compress(image)
     data = graph_bitstream.encode(name, quality, metric, shape[0], shape[1],
-                                  shapes, strings, model.weights_id)
+                                  strings, model.weights_id)
     return {"bitstream": data}
 
   def decompress(bitstream):
-    height, width, shapes, strings, checks = graph_bitstream.decode(
-        bitstream, name, quality, metric, len(model.shape_names),
-        len(model.string_names), weights_id=model.weights_id)
-    expected = expected_latent_shapes(model, height, width)
-    checks.require(
-        tf.reduce_all([tf.reduce_all(tf.equal(s, e))
-                       for s, e in zip(shapes, expected)]),
-        "latent shapes do not match the image size (height, width, file "
-        "shapes, expected shapes):", height, width, tf.stack(shapes),
-        tf.stack(expected))
-    strings, shapes = checks.guard((strings, shapes))
+    height, width, strings, checks = graph_bitstream.decode(
+        bitstream, name, quality, metric, len(model.string_names),
+        weights_id=model.weights_id)
+    # Not stored in the file: they follow from the size (docs/FORMAT.md).
+    shapes = expected_latent_shapes(model, height, width)
     image = model.decompress(strings, shapes, tf.stack([height, width]))
     return {"image": image}
 

@@ -6,9 +6,9 @@ Seed files are real bitstreams of every registered model (tiny random models
 from `tfcodec.testing`, fixed seed), untiled and tiled. Each case is a seed
 after one or more mutations: bit flips, byte edits, truncation, extension,
 insertions and deletions, random bytes, splices of two files, header field
-edits, string-length edits and payload damage, and consistent resizes (new
-image size with matching latent shapes). Most mutations are applied both as
-is (the CRC catches them) and with the CRC recomputed, so they reach the
+edits, string-count and string-length edits, payload damage, and consistent
+resizes (new image size, strings kept). Most mutations are applied both as is
+(the CRC catches them) and with the CRC recomputed, so they reach the
 header checks and the range decoder.
 
 Cases run in a long-lived worker subprocess fed over a pipe, so a segfault or
@@ -59,37 +59,35 @@ def fix_crc(data):
 
 
 def field_offsets(data):
-  """{field: (offset, size)} of a valid file's header fields, plus the
-  offsets of every latent dimension and string length (for targeted edits)."""
-  fields = {"version": (4, 1), "name_length": (5, 1)}
-  pos = 6 + data[5]
+  """(fields, lengths, counts) of a valid file: {field: (offset, size)} of
+  the header fields, the (offset, 4) of every string length, and the offset
+  of every tile's string count (for targeted edits)."""
+  fields = {"version": (4, 1), "model_id": (5, 1)}
+  pos = 6
+  if data[5] == 0:
+    fields["name_length"] = (6, 1)
+    pos = 7 + data[6]
   fields["quality"], fields["metric"] = (pos, 1), (pos + 1, 1)
   fields["weights_id"] = (pos + 2, 4)
-  fields["height"], fields["width"] = (pos + 6, 4), (pos + 10, 4)
-  pos += 14
+  fields["height"], fields["width"] = (pos + 6, 2), (pos + 8, 2)
+  height = struct.unpack(">H", data[pos + 6:pos + 8])[0] + 1
+  width = struct.unpack(">H", data[pos + 8:pos + 10])[0] + 1
+  pos += 10
   tiles = 1
   if data[4] == bitstream.VERSION_TILED:
-    fields["tile_size"] = (pos, 4)
-    tile = struct.unpack(">I", data[pos:pos + 4])[0]
-    height = struct.unpack(">I", data[fields["height"][0]:][:4])[0]
-    width = struct.unpack(">I", data[fields["width"][0]:][:4])[0]
+    fields["tile_size"] = (pos, 2)
+    tile = struct.unpack(">H", data[pos:pos + 2])[0]
     tiles = -(-height // tile) * -(-width // tile)
-    pos += 4
-  dims, lengths, counts = [], [], []
+    pos += 2
+  lengths, counts = [], []
   for _ in range(tiles):
-    counts.append(pos)
-    for _ in range(data[pos]):
-      rank = data[pos + 1]
-      dims += [(pos + 2 + 4 * i, 4) for i in range(rank)]
-      pos += 1 + 4 * rank
-    pos += 1
     counts.append(pos)
     for _ in range(data[pos]):
       # pos is the byte before each entry: u32 length, then the string.
       lengths.append((pos + 1, 4))
       pos += 4 + struct.unpack(">I", data[pos + 1:pos + 5])[0]
     pos += 1
-  return fields, dims, lengths, counts
+  return fields, lengths, counts
 
 
 def _put(data, offset, size, value):
@@ -142,7 +140,8 @@ def insert_delete(rng, data, seeds):
 def random_bytes(rng, data, seeds):
   size = rng.choice((0, 1, 7, 8, 20, 64, 300, 5000))
   junk = bytes(rng.randrange(256) for _ in range(size))
-  return (b"TFCI" + bytes([rng.choice((1, 2))]) + junk) if rng.random() < .5 else junk
+  version = rng.choice(bitstream.SUPPORTED_VERSIONS)
+  return (b"TFCI" + bytes([version]) + junk) if rng.random() < .5 else junk
 
 
 def splice(rng, data, seeds):
@@ -151,7 +150,7 @@ def splice(rng, data, seeds):
 
 
 def header_field(rng, data, seeds):
-  fields, dims, lengths, _ = field_offsets(data)
+  fields, _, _ = field_offsets(data)
   name = rng.choice(sorted(fields))
   offset, size = fields[name]
   old = int.from_bytes(data[offset:offset + size], "big")
@@ -159,18 +158,16 @@ def header_field(rng, data, seeds):
   return _put(data, offset, size, value)
 
 
-def latent_dimension(rng, data, seeds):
-  _, dims, _, counts = field_offsets(data)
-  if rng.random() < .2:
-    offset = rng.choice(counts)
-    return _put(data, offset, 1, rng.choice((0, 1, 2, 3, 16, 17, 255)))
-  offset, size = rng.choice(dims)
-  old = int.from_bytes(data[offset:offset + size], "big")
-  return _put(data, offset, size, rng.choice(_INTERESTING + (old + 1, old - 1)))
+def string_count(rng, data, seeds):
+  _, _, counts = field_offsets(data)
+  offset = rng.choice(counts)
+  old = data[offset]
+  return _put(data, offset, 1, rng.choice(
+      (0, 1, 2, 3, 16, 17, 255, old + 1, old - 1)))
 
 
 def string_length(rng, data, seeds):
-  _, _, lengths, _ = field_offsets(data)
+  _, lengths, _ = field_offsets(data)
   offset, size = rng.choice(lengths)
   old = int.from_bytes(data[offset:offset + size], "big")
   return _put(data, offset, size, rng.choice(
@@ -180,7 +177,7 @@ def string_length(rng, data, seeds):
 def payload_damage(rng, data, seeds):
   """Damages bytes inside the entropy-coded strings only (the header stays
   valid), e.g. a zeroed, flipped or shortened string."""
-  _, _, lengths, _ = field_offsets(data)
+  _, lengths, _ = field_offsets(data)
   offset, _ = rng.choice(lengths)
   length = struct.unpack(">I", data[offset:offset + 4])[0]
   start = offset + 4
@@ -201,10 +198,9 @@ def payload_damage(rng, data, seeds):
 
 
 def resize(rng, data, seeds, max_side=None):
-  """A consistent header for another image size (shapes recomputed, strings
-  kept), i.e. a file the header checks must accept: the decoder then has to
-  finish in time bounded by the claimed size."""
-  from tfcodec import codec
+  """A consistent header for another image size (strings kept, as many as
+  the model needs), i.e. a file the header checks must accept: the decoder
+  then has to finish in time bounded by the claimed size."""
   from tfcodec.io.bitstream import Bitstream, FormatError
   from tfcodec.models import MODELS
   try:
@@ -221,23 +217,21 @@ def resize(rng, data, seeds, max_side=None):
   height = rng.choice((1, 2, 15, 16, 17, 63, 64, 65, rng.randint(1, max_side)))
   width = rng.choice((1, 2, 15, 16, 17, 63, 64, 65, rng.randint(1, max_side)))
   stream = Bitstream(stream.model, stream.quality, stream.metric, height, width,
-                     [], [], tile_size=tile, weights_id=stream.weights_id)
+                     [], tile_size=tile, weights_id=stream.weights_id)
   strings = stream_strings(data)
-  payloads = []
-  for _, _, tile_h, tile_w in stream.tile_boxes():
-    shapes = codec.expected_latent_shapes(cls, tile_h, tile_w)
-    payloads.append((shapes, [rng.choice(strings) for _ in cls.string_names]))
+  payloads = [[rng.choice(strings) for _ in cls.string_names]
+              for _ in stream.tile_boxes()]
   if tile:
     stream.tiles = payloads
   else:
-    stream.shapes, stream.strings = payloads[0]
+    stream.strings = payloads[0]
   return stream.to_bytes()
 
 
 def stream_strings(data):
   from tfcodec.io.bitstream import Bitstream
   stream = Bitstream.from_bytes(data)
-  return [s for _, strings in stream.payloads() for s in strings] or [b""]
+  return [s for strings in stream.payloads() for s in strings] or [b""]
 
 
 # name -> (mutator, probability that the CRC is recomputed afterwards)
@@ -250,7 +244,7 @@ STRATEGIES = {
     "random_bytes": (random_bytes, .5),
     "splice": (splice, .5),
     "header_field": (header_field, .9),
-    "latent_dimension": (latent_dimension, .9),
+    "string_count": (string_count, .9),
     "string_length": (string_length, .9),
     "payload_damage": (payload_damage, 1.),
     "resize": (resize, 1.),

@@ -4,7 +4,8 @@
 produces the same bytes inside a graph, so that an exported SavedModel can
 emit and read whole `.tfci` files with nothing but TensorFlow and
 tensorflow-compression: the header, the u32-prefixed strings and the CRC32 are
-all ops. tests/test_export.py checks byte equality against `Bitstream`.
+all ops (version 5 only: an exported model codes one untiled image at a
+time). tests/test_export.py checks byte equality against `Bitstream`.
 
 CRC32 is zlib's (reflected polynomial 0xEDB88320, initial value and final XOR
 0xFFFFFFFF). A byte-at-a-time `tf.while_loop` costs one loop iteration per byte
@@ -30,7 +31,8 @@ grappler's constant folding on, TF 2.14 ran it into a reshape error.)
 import numpy as np
 import tensorflow as tf
 
-from tfcodec.io.bitstream import MAGIC, MAX_DIMENSION, MAX_ITEMS, METRICS, VERSION
+from tfcodec.io.bitstream import (MAGIC, MAX_DIMENSION, MAX_ITEMS, METRICS,
+                                  VERSION, model_field)
 
 POLYNOMIAL = 0xEDB88320
 MASK32 = 0xFFFFFFFF
@@ -223,9 +225,18 @@ def bytes_to_string(values):
 
 def u32_bytes(value):
   """Big-endian bytes of an unsigned 32-bit value, as an int64 [4] tensor."""
+  return _big_endian(value, 4)
+
+
+def u16_bytes(value):
+  """Big-endian bytes of an unsigned 16-bit value, as an int64 [2] tensor."""
+  return _big_endian(value, 2)
+
+
+def _big_endian(value, size):
   value = tf.cast(value, tf.int64)
   return tf.stack([tf.bitwise.bitwise_and(tf.bitwise.right_shift(value, s), 0xFF)
-                   for s in (24, 16, 8, 0)])
+                   for s in range(8 * (size - 1), -1, -8)])
 
 
 def _u8(value):
@@ -234,38 +245,30 @@ def _u8(value):
 
 # -- encoding -------------------------------------------------------------------
 
-def encode(model, quality, metric, height, width, shapes, strings,
-           weights_id=0):
-  """A whole .tfci file as a scalar string tensor, byte-identical to
-  `Bitstream(model, quality, metric, height, width, shapes, strings,
+def encode(model, quality, metric, height, width, strings, weights_id=0):
+  """A whole version 5 .tfci file as a scalar string tensor, byte-identical
+  to `Bitstream(model, quality, metric, height, width, strings,
   weights_id=weights_id).to_bytes()`.
 
   model, quality, metric and weights_id are Python values fixed when the
-  graph is built (an exported SavedModel holds one model); height, width,
-  shapes (1-D int tensors) and strings (scalar strings) are tensors.
+  graph is built (an exported SavedModel holds one model); height, width
+  and strings (scalar strings) are tensors.
   """
   if metric not in METRICS:
     raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-  name = model.encode("ascii")
-  if not 0 < len(name) < 256:
-    raise ValueError(f"model name must be 1..255 ASCII bytes: {model!r}")
-  if len(shapes) > MAX_ITEMS or len(strings) > MAX_ITEMS:
-    raise ValueError(f"at most {MAX_ITEMS} shapes and strings")
+  if len(strings) > MAX_ITEMS:
+    raise ValueError(f"at most {MAX_ITEMS} strings")
   height = tf.cast(height, tf.int64)
   width = tf.cast(width, tf.int64)
   size_ok = tf.reduce_all([height > 0, height <= MAX_DIMENSION,
                            width > 0, width <= MAX_DIMENSION])
   check = tf.debugging.Assert(
       size_ok, [f"image size outside 1..{MAX_DIMENSION}:", height, width])
-  fixed = list(MAGIC) + [VERSION, len(name)] + list(name) + [
+  fixed = list(MAGIC) + [VERSION] + list(model_field(model)) + [
       int(quality), METRICS.index(metric)] + list(
           int(weights_id).to_bytes(4, "big"))
-  header = [tf.constant(fixed, tf.int64), u32_bytes(height), u32_bytes(width),
-            _u8(len(shapes))]
-  for shape in shapes:
-    header.append(_u8(int(shape.shape[0])))
-    header.extend(u32_bytes(d) for d in tf.unstack(shape))
-  header.append(_u8(len(strings)))
+  header = [tf.constant(fixed, tf.int64), u16_bytes(height - 1),
+            u16_bytes(width - 1), _u8(len(strings))]
   pieces = [bytes_to_string(tf.concat(header, 0))]
   for string in strings:
     pieces.append(bytes_to_string(u32_bytes(tf.strings.length(string))))
@@ -326,9 +329,15 @@ class _Reader:
     self.pos += 1
     return value
 
+  def u16(self):
+    return self._big_endian(2)
+
   def u32(self):
+    return self._big_endian(4)
+
+  def _big_endian(self, size):
     value = tf.constant(0, tf.int64)
-    for _ in range(4):
+    for _ in range(size):
       value = tf.bitwise.bitwise_or(tf.bitwise.left_shift(value, 8), self.u8())
     return value
 
@@ -349,22 +358,21 @@ def _substr(data, pos, length, size):
   return tf.strings.substr(data, pos, length)
 
 
-def decode(data, model, quality, metric, num_shapes, num_strings, checks=None,
+def decode(data, model, quality, metric, num_strings, checks=None,
            weights_id=0):
-  """Parses and validates a .tfci file (scalar string) in the graph.
+  """Parses and validates a version 5 .tfci file (scalar string) in the graph.
 
-  The file must come from `model` at `quality` / `metric` (an exported
-  SavedModel decodes only its own model) and hold `num_shapes` rank-2 shapes
-  and `num_strings` strings. Validation follows `Bitstream.from_bytes`: size,
+  The file must come from `model` at `quality` / `metric` with `weights_id`
+  (an exported SavedModel decodes only its own model) and hold
+  `num_strings` strings. Validation follows `Bitstream.from_bytes`: size,
   magic, version, CRC, then every field in order, then no trailing bytes; a
   failure raises InvalidArgumentError whose message names the problem.
 
-  Returns (height, width, shapes, strings, checks): int32 scalars, a list of
-  int32 [2] tensors and a list of scalar strings, all guarded by the checks;
-  `checks` can take further model-specific checks.
+  Returns (height, width, strings, checks): int32 scalars and a list of
+  scalar strings, all guarded by the checks; `checks` can take further
+  model-specific checks.
   """
   checks = checks or Checks()
-  name = model.encode("ascii")
   values = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int64)
   reader = _Reader(values)
   size = reader.size
@@ -386,12 +394,14 @@ def decode(data, model, quality, metric, num_shapes, num_strings, checks=None,
                  "CRC32 mismatch: the file is corrupted or truncated "
                  "(stored, computed):", stored_crc, computed_crc)
 
-  name_length = reader.u8()
-  file_name = _substr(data, reader.pos, name_length, size)
-  checks.require(tf.logical_and(tf.equal(name_length, len(name)),
-                                reader.bytes_equal(name)),
+  # The model field: an id byte, or 0 + length + name (io.bitstream).
+  expected_model = model_field(model)
+  file_model = tf.stack([reader.byte_at(reader.pos + i)
+                         for i in range(len(expected_model))])
+  checks.require(reader.bytes_equal(expected_model),
                  f"the file was made by another model; this decoder holds "
-                 f"{model}; file model:", file_name)
+                 f"{model} (model field bytes {list(expected_model)}); file "
+                 "model field bytes:", file_model)
   file_quality, metric_id = reader.u8(), reader.u8()
   checks.require(tf.equal(file_quality, int(quality)),
                  f"the file was made at another quality; this decoder holds "
@@ -405,21 +415,9 @@ def decode(data, model, quality, metric, num_shapes, num_strings, checks=None,
                  f"the file was coded with other {model} weights; this "
                  f"decoder holds weights id {int(weights_id)}; file weights "
                  "id:", file_weights_id)
-  height, width = reader.u32(), reader.u32()
-  checks.require(
-      tf.reduce_all([height > 0, height <= MAX_DIMENSION, width > 0,
-                     width <= MAX_DIMENSION]),
-      f"image size outside 1..{MAX_DIMENSION}:", height, width)
+  # Stored minus one: 1..65536 by construction.
+  height, width = reader.u16() + 1, reader.u16() + 1
 
-  count = reader.u8()
-  checks.require(tf.equal(count, num_shapes),
-                 f"expected {num_shapes} latent shapes, file has:", count)
-  shapes = []
-  for i in range(num_shapes):
-    rank = reader.u8()
-    checks.require(tf.equal(rank, 2), f"latent shape {i} must have rank 2, "
-                   "file has rank:", rank)
-    shapes.append(tf.stack([reader.u32(), reader.u32()]))
   count = reader.u8()
   checks.require(tf.equal(count, num_strings),
                  f"expected {num_strings} strings, file has:", count)
@@ -434,11 +432,7 @@ def decode(data, model, quality, metric, num_shapes, num_strings, checks=None,
   checks.require(tf.equal(reader.pos, body_size),
                  "unexpected bytes after the payload (payload end, CRC offset):",
                  reader.pos, body_size)
-  # Height and width were checked to be within 1..65536. Latent dimensions
-  # are clamped to 65536 so that the int32 cast cannot wrap; callers compare
-  # them with what the image size implies.
   height = tf.cast(height, tf.int32)
   width = tf.cast(width, tf.int32)
-  shapes = [tf.cast(tf.minimum(s, MAX_DIMENSION), tf.int32) for s in shapes]
-  height, width, shapes, strings = checks.guard((height, width, shapes, strings))
-  return height, width, shapes, strings, checks
+  height, width, strings = checks.guard((height, width, strings))
+  return height, width, strings, checks
