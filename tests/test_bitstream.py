@@ -119,3 +119,13 @@ def test_decoder_rejects_inconsistent_or_damaged_files(tiny_models):
   bad = Bitstream(**{**stream.__dict__, "strings": damaged})
   with pytest.raises(FormatError, match="entropy-coded string is damaged"):
     codec.decode_bytes(bad.to_bytes(), model=model)
+
+
+def test_encoder_refuses_latents_the_decoder_would_not_derive(tiny_models,
+                                                              monkeypatch):
+  # Shapes are not stored, so a model whose declared geometry disagrees with
+  # what it computes must fail at encoding, not write an undecodable file.
+  model = tiny_models["mbt2018-mean"]
+  monkeypatch.setattr(type(model), "latent_factors", {"y": 16, "z": 32})
+  with pytest.raises(RuntimeError, match="latent_factors say"):
+    codec.encode_image(model, random_image(64, 64), 1)
