@@ -82,7 +82,9 @@ def encode_image(model, image, quality, tile_size=None, refine_steps=0):
     # The file does not store latent shapes: the decoder derives them from
     # the size, so a model whose geometry disagrees must not write files.
     shapes = [[int(d) for d in s.numpy()] for s in shapes]
-    expected = _expected_shapes(model, tile_h, tile_w)
+    # The instance's own stride: a TCM built with smaller windows pads to a
+    # smaller multiple than its class.
+    expected = expected_latent_shapes(model, tile_h, tile_w)
     if shapes != expected:
       raise RuntimeError(f"{model.model_name} produced latent shapes {shapes} "
                          f"for a {tile_h}x{tile_w} image; its stride and "
@@ -95,29 +97,24 @@ def encode_image(model, image, quality, tile_size=None, refine_steps=0):
   return stream.to_bytes()
 
 
-def expected_latent_shapes(model_cls, height, width):
-  """Latent shapes a model class produces for an image of this size.
+def expected_latent_shapes(geometry, height, width):
+  """Latent shapes a model (class or instance) produces for an image of this
+  size: the shapes the decoder codes with, since files do not store them.
 
-  Computed from class attributes only (`stride`, `shape_names` and the
-  downsampling factor of each latent), so a header can be validated before
-  any model is built or any weights are loaded.
+  Computed from `stride`, `shape_names` and each latent's downsampling
+  factor only, so with the class a header can be validated before any model
+  is built or any weights are loaded.
   """
-  padded_h = -(-height // model_cls.stride) * model_cls.stride
-  padded_w = -(-width // model_cls.stride) * model_cls.stride
-  factors = model_cls.latent_factors
+  padded_h = -(-height // geometry.stride) * geometry.stride
+  padded_w = -(-width // geometry.stride) * geometry.stride
+  factors = geometry.latent_factors
   shapes = []
-  for name in model_cls.shape_names:
+  for name in geometry.shape_names:
     if name not in factors:
-      raise FormatError(f"{model_cls.model_name} does not say how latent "
+      raise FormatError(f"{geometry.model_name} does not say how latent "
                         f"{name!r} is downsampled (latent_factors)")
     shapes.append(latent_shape(factors[name], padded_h, padded_w))
   return shapes
-
-
-def _expected_shapes(model, height, width):
-  # The instance's own stride: a TCM built with smaller windows pads to a
-  # smaller multiple than its class.
-  return expected_latent_shapes(model, height, width)
 
 
 def check_stream(stream, model=None):

@@ -41,7 +41,7 @@ DESCRIPTION = (
 def expected_latent_shapes(model, height, width):
   """Latent shapes (int32 [2] tensors) for an image size, in the graph.
 
-  The graph twin of `codec._expected_shapes`, from the model's
+  The graph twin of `codec.expected_latent_shapes`, from the model's
   `latent_factors` and the image padded to the model's stride.
   """
   import tensorflow as tf
