@@ -50,6 +50,12 @@ flags.DEFINE_enum("likelihood", None, ["gaussian", "gmm"],
                   "The likelihood of y for the context models (mbt2018 and "
                   "cheng2020-*): a mean-scale Gaussian or a K=3 Gaussian "
                   "mixture; by default the model's own.")
+flags.DEFINE_list("ladder", [],
+                  "Variable-rate models: the qualities (CompressAI's lambda "
+                  "table) one network learns, e.g. 1,2,3,4,5,6; by default "
+                  "the registry's ladder. With --finetune_from a file of "
+                  "another ladder, shared rungs keep their gains and new ones "
+                  "start from the nearest rung's.")
 
 # Data.
 flags.DEFINE_string("train_glob", os.path.join(DATA, "train"),
@@ -184,6 +190,15 @@ def main(argv):
     model_kwargs["likelihood"] = FLAGS.likelihood
   if FLAGS.synthesis_quantization:
     model_kwargs["synthesis_quantization"] = FLAGS.synthesis_quantization
+  if FLAGS.ladder:
+    from tfcodec.models import VARIABLE_RATE, ladder_lambdas
+    if FLAGS.model not in VARIABLE_RATE:
+      raise app.UsageError(f"--ladder is for variable-rate models "
+                           f"({', '.join(VARIABLE_RATE)}), not {FLAGS.model}")
+    try:
+      model_kwargs["lmbdas"] = ladder_lambdas(FLAGS.ladder, FLAGS.metric)
+    except ValueError as error:
+      raise app.UsageError(f"--ladder: {error}") from None
   if FLAGS.export_only:
     model, step, averaged = loop.restore(
         FLAGS.model, FLAGS.quality, run_dir, metric=FLAGS.metric,

@@ -7,7 +7,8 @@ import tensorflow as tf
 from conftest import random_image
 from tfcodec import codec, zoo
 from tfcodec.io.bitstream import Bitstream, FormatError
-from tfcodec.models import LAMBDAS, create_model, qualities, quality_config
+from tfcodec.models import (LAMBDAS, create_model, ladder_lambdas, qualities,
+                            quality_config)
 from tfcodec.models.base import pad_to_multiple
 
 NAME = "mbt2018-mean-vr"
@@ -166,3 +167,60 @@ def test_ste_synthesis_sees_rounded_latents_with_identity_gradient(name):
   assert np.abs(offsets - np.round(offsets)).max() > 0.05
   with pytest.raises(ValueError, match="synthesis_quantization"):
     create_model(name, quality=3, N=8, M=8, synthesis_quantization="round")
+
+
+def test_a_ladder_keeps_compressai_quality_numbers():
+  ladder = LAMBDAS["mse"][:6]
+  model = create_model(NAME, quality=3, N=8, M=8, lmbdas=ladder)
+  assert model.qualities == (1, 2, 3, 4, 5, 6) and model.quality == 3
+  model.set_quality(6)
+  assert model.lmbda == LAMBDAS["mse"][5] and model.quality == 6
+  with pytest.raises(ValueError, match="qualities 1..6, got 7"):
+    model.set_quality(7)
+  sparse = create_model(NAME, quality=3, N=8, M=8,
+                        lmbdas=[LAMBDAS["mse"][q - 1] for q in (1, 3, 5)])
+  assert sparse.qualities == (1, 3, 5)
+  sparse.set_quality(5)
+  assert sparse.lmbda == LAMBDAS["mse"][4]
+  with pytest.raises(ValueError, match="not in it"):
+    create_model(NAME, quality=3, N=8, M=8, lmbdas=[0.001, 0.0067])
+  with pytest.raises(ValueError, match="must increase"):
+    create_model(NAME, quality=3, N=8, M=8,
+                 lmbdas=[LAMBDAS["mse"][2], LAMBDAS["mse"][0]])
+
+
+def test_ladder_flag_values():
+  assert ladder_lambdas("1,2,3,4,5,6") == LAMBDAS["mse"][:6]
+  assert ladder_lambdas([2, 4], "ms-ssim") == (LAMBDAS["ms-ssim"][1],
+                                                LAMBDAS["ms-ssim"][3])
+  for bad in ("0,1", "1,9", "3,2", "1,1", "a,b", ""):
+    with pytest.raises(ValueError, match="increasing qualities in 1..8"):
+      ladder_lambdas(bad)
+
+
+def test_finetuning_onto_a_longer_ladder_keeps_the_trained_rungs(tmp_path):
+  """A 4-rung file loads into a 6-rung model: rungs 1-4 unchanged, each new
+  rung starts from rung 4's gains scaled by sqrt(lambda / lambda_4)."""
+  tf.keras.utils.set_random_seed(8)
+  short = create_model(NAME, quality=3, N=8, M=8)
+  short.log_gains.assign(tf.random.normal(short.log_gains.shape))
+  short.log_inverse_gains.assign(tf.random.normal(short.log_gains.shape))
+  path = str(tmp_path / "short.npz")
+  zoo.save_weights(short, path, 3, dtype=np.float32)
+  long = create_model(NAME, quality=3, N=8, M=8, lmbdas=LAMBDAS["mse"][:6])
+  zoo.load_weights(long, path)
+  gains, inverse = long.log_gains.numpy(), long.log_inverse_gains.numpy()
+  np.testing.assert_array_equal(gains[:4], short.log_gains.numpy())
+  np.testing.assert_array_equal(inverse[:4], short.log_inverse_gains.numpy())
+  for rung in (4, 5):
+    shift = 0.5 * np.log(LAMBDAS["mse"][rung] / LAMBDAS["mse"][3])
+    np.testing.assert_allclose(gains[rung], gains[3] + shift, rtol=1e-6)
+    np.testing.assert_allclose(inverse[rung], inverse[3] - shift, rtol=1e-6)
+  for source, target in zip(short.g_s.trainable_variables,
+                            long.g_s.trainable_variables):
+    np.testing.assert_array_equal(source.numpy(), target.numpy())
+  # The same file into the same ladder is a plain load.
+  same = create_model(NAME, quality=3, N=8, M=8)
+  zoo.load_weights(same, path)
+  np.testing.assert_array_equal(same.log_gains.numpy(),
+                                short.log_gains.numpy())

@@ -111,8 +111,37 @@ def store_tables(path):
   return model
 
 
+def _ladder_rows(path, model):
+  """For a variable-rate `model` loaded from a file with another ladder:
+  a function mapping a stored per-rung array (log gains or log inverse
+  gains, [rungs, M]) to the model's ladder, else None.
+
+  Rungs both ladders have are copied; a new rung starts from the stored rung
+  nearest in log(lambda), shifted by the model's initial rule (gains go as
+  sqrt(lambda)), so a ladder can be extended by fine-tuning."""
+  stored = read_metadata(path).get("lmbdas")
+  if not hasattr(model, "lmbdas") or stored is None:
+    return None
+  stored = [float(l) for l in stored]
+  if stored == list(model.lmbdas):
+    return None
+
+  def remap(rows, inverse):
+    out = []
+    for lmbda in model.lmbdas:
+      nearest = min(range(len(stored)),
+                    key=lambda i: abs(np.log(lmbda / stored[i])))
+      shift = 0.5 * np.log(lmbda / stored[nearest])
+      out.append(rows[nearest] + (-shift if inverse else shift))
+    return np.stack(out)
+  return remap
+
+
 def load_weights(model, path):
-  """Assigns the stored variables to `model` (which must match the file)."""
+  """Assigns the stored variables to `model` (which must match the file,
+  except that a variable-rate model may have another ladder: see
+  `_ladder_rows`)."""
+  remap = _ladder_rows(path, model)
   with np.load(path) as data:
     keys = sorted(k for k in data.files if not k.startswith("__"))
     if len(keys) != len(model.trainable_weights):
@@ -120,6 +149,10 @@ def load_weights(model, path):
                        f"{len(model.trainable_weights)}")
     for key, variable in zip(keys, model.trainable_weights):
       value = data[key]
+      if remap is not None and variable is model.log_gains:
+        value = remap(value.astype(np.float64), inverse=False)
+      elif remap is not None and variable is model.log_inverse_gains:
+        value = remap(value.astype(np.float64), inverse=True)
       if tuple(value.shape) != tuple(variable.shape):
         raise ValueError(f"{path}: {key} has shape {value.shape}, model "
                          f"variable {variable.name} has {variable.shape}")

@@ -22,6 +22,9 @@ quantization step goes as 1/sqrt(lambda)), so the reference quality starts
 with unit gains and a model warm-started from a single-rate mbt2018-mean at
 that quality reproduces it exactly there.
 
+The ladder is a list of lambdas of CompressAI's table (the registry's by
+default, or `lmbdas`, e.g. train.py --ladder=1,2,3,4,5,6); a quality keeps its
+CompressAI number whatever the ladder, so q3 is lambda 0.0067 in every file.
 The container keeps an integer quality, so only the ladder's qualities are
 coded; the paper's interpolation between adjacent gain vectors is not offered.
 The gains are applied in float32 from exp() taken in float64 (nothing there
@@ -33,7 +36,20 @@ import math
 import tensorflow as tf
 
 from tfcodec.models.mbt2018 import MeanScaleHyperpriorModel
-from tfcodec.models.registry import register_model, variable_rate_lambdas
+from tfcodec.models.registry import (LAMBDAS, register_model,
+                                     variable_rate_lambdas)
+
+
+def ladder_qualities(lmbdas, metric):
+  """The CompressAI quality number of each lambda of a ladder."""
+  table = LAMBDAS[metric]
+  missing = [l for l in lmbdas if float(l) not in table]
+  if missing:
+    raise ValueError(f"variable-rate ladders use the {metric} lambdas of the "
+                     f"quality table {table}; {missing} are not in it")
+  if list(lmbdas) != sorted(lmbdas) or len(set(lmbdas)) != len(lmbdas):
+    raise ValueError(f"a ladder's lambdas must increase: {list(lmbdas)}")
+  return tuple(table.index(float(l)) + 1 for l in lmbdas)
 
 
 @register_model("mbt2018-mean-vr")
@@ -46,15 +62,22 @@ class GainedMeanScaleHyperpriorModel(MeanScaleHyperpriorModel):
                reference_quality=3, metric="mse", lmbda=None, **kwargs):
     lmbdas = tuple(float(l) for l in
                    (lmbdas or variable_rate_lambdas(self.model_name, metric)))
+    self._qualities = ladder_qualities(lmbdas, metric)
     if quality is None:
       # create_model passes the quality's lambda; find its rung.
-      quality = (lmbdas.index(float(lmbda)) + 1
+      quality = (self._qualities[lmbdas.index(float(lmbda))]
                  if lmbda is not None and float(lmbda) in lmbdas
                  else reference_quality)
-    init_gains = [0.5 * math.log(l / lmbdas[reference_quality - 1])
-                  for l in lmbdas]
-    super().__init__(N=N, M=M, metric=metric, lmbda=lmbdas[quality - 1],
-                     **kwargs)
+    if quality not in self._qualities:
+      raise ValueError(f"quality {quality} is not on the ladder "
+                       f"{self._qualities}")
+    if reference_quality not in self._qualities:
+      raise ValueError(f"reference quality {reference_quality} is not on the "
+                       f"ladder {self._qualities}")
+    reference = lmbdas[self._qualities.index(reference_quality)]
+    init_gains = [0.5 * math.log(l / reference) for l in lmbdas]
+    super().__init__(N=N, M=M, metric=metric,
+                     lmbda=lmbdas[self._qualities.index(quality)], **kwargs)
     self.lmbdas = lmbdas
     self.reference_quality = int(reference_quality)
     init = tf.constant(init_gains, tf.float32)[:, None] * tf.ones([M])
@@ -62,18 +85,19 @@ class GainedMeanScaleHyperpriorModel(MeanScaleHyperpriorModel):
     self.log_inverse_gains = tf.Variable(-init, name="log_inverse_gains")
     # Which rung compress/decompress and forward(training=False) use; a
     # variable, so the traced coding functions follow set_quality().
-    self.quality_index = tf.Variable(quality - 1, trainable=False,
+    self.quality_index = tf.Variable(self._qualities.index(quality),
+                                     trainable=False,
                                      dtype=tf.int32, name="quality_index")
     self._variables_ready = True
     MeanScaleHyperpriorModel.build_variables(self)
 
   @property
   def qualities(self):
-    return tuple(range(1, len(self.lmbdas) + 1))
+    return self._qualities
 
   @property
   def quality(self):
-    return int(self.quality_index.numpy()) + 1
+    return self._qualities[int(self.quality_index.numpy())]
 
   def set_quality(self, quality):
     """Selects the rung used by forward (training=False) and coding."""
@@ -81,8 +105,9 @@ class GainedMeanScaleHyperpriorModel(MeanScaleHyperpriorModel):
       raise ValueError(f"{self.model_name} has qualities "
                        f"{self.qualities[0]}..{self.qualities[-1]}, got "
                        f"{quality}")
-    self.quality_index.assign(int(quality) - 1)
-    self.lmbda = self.lmbdas[int(quality) - 1]
+    index = self._qualities.index(int(quality))
+    self.quality_index.assign(index)
+    self.lmbda = self.lmbdas[index]
     return self
 
   def build_variables(self):

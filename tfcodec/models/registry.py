@@ -57,6 +57,23 @@ def variable_rate_lambdas(name, metric="mse"):
   return tuple(LAMBDAS[metric][q - 1] for q in VARIABLE_RATE[name][1])
 
 
+def ladder_lambdas(ladder, metric="mse"):
+  """The lambdas of a variable-rate ladder given as qualities ("1,2,3" or
+  [1, 2, 3]), in increasing order."""
+  if isinstance(ladder, str):
+    ladder = ladder.split(",")
+  table = LAMBDAS[metric]
+  try:
+    rungs = [int(q) for q in ladder]
+  except ValueError:
+    rungs = []
+  if (not rungs or any(not 1 <= q <= len(table) for q in rungs)
+      or rungs != sorted(set(rungs))):
+    raise ValueError(f"a ladder is increasing qualities in 1..{len(table)}, "
+                     f"got {','.join(str(q) for q in ladder)}")
+  return tuple(table[q - 1] for q in rungs)
+
+
 def qualities(name):
   """The qualities an architecture defines (1..8, 1..6 for TCM, a variable-
   rate model's ladder)."""
