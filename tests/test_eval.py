@@ -296,6 +296,13 @@ def test_cli_writes_compressai_layout_rddata_and_bd_table(tmp_path, capsys):
   assert (rdd / "README.md").read_text() == readme
   assert len(rd.read_dat(rdd / "dat" / "webp_PSNR.dat")[0]) == len(
       baselines.WebP().settings)
+  # The hand-written flagship page is linked once it exists, and kept.
+  assert "FLAGSHIP.md" not in readme
+  (rdd / "FLAGSHIP.md").write_text("why\n")
+  assert eval_main(["--from-results", str(rdd / "results"), "--rddata", str(rdd),
+                    "--anchors", str(tmp_path / "no-anchors")]) == 0
+  assert "[FLAGSHIP.md](FLAGSHIP.md)" in (rdd / "README.md").read_text()
+  assert (rdd / "FLAGSHIP.md").read_text() == "why\n"
 
 
 def test_cli_rejects_unknown_models_and_folders(tmp_path, capsys):

@@ -9,6 +9,7 @@ all written by code from the JSON results (`make rd`).
   RDdata/kodak_psnr.png, kodak_msssim.png
   RDdata/bd_rate.json             the BD-rate matrices as data
   RDdata/README.md                tables generated from the files above
+  RDdata/FLAGSHIP.md              (by hand) the flagship choice, linked
 """
 
 import glob
@@ -19,6 +20,8 @@ from tfcodec.eval import baselines, plot, published, tables
 from tfcodec.eval import results as rd
 
 OURS_PREFIX = "tfcodec-"
+# The one hand-written page in RDdata/: the flagship choice and its evidence.
+FLAGSHIP = "FLAGSHIP.md"
 
 
 def is_ours(result):
@@ -109,7 +112,7 @@ def build(out_dir, anchor_dir=None, out=None):
   with open(os.path.join(out_dir, "bd_rate.json"), "w") as f:
     json.dump(tables.bd_json(ours + live, anchors), f, indent=2)
     f.write("\n")
-  readme, bd_lines = readme_lines(ours, live, pub, anchors, pngs)
+  readme, bd_lines = readme_lines(ours, live, pub, anchors, pngs, out_dir)
   with open(os.path.join(out_dir, "README.md"), "w") as f:
     f.write("\n".join(readme) + "\n")
   return bd_lines
@@ -133,7 +136,7 @@ def _measured_line(curves):
           "only comparable within this table."]
 
 
-def readme_lines(ours, live, pub, anchors, pngs):
+def readme_lines(ours, live, pub, anchors, pngs, out_dir="."):
   """README.md as lines, and the BD-rate section on its own for printing."""
   images = {c.get("images") for c in ours + live} - {None}
   n_images = ", ".join(str(i) for i in sorted(images)) or "?"
@@ -175,6 +178,10 @@ def readme_lines(ours, live, pub, anchors, pngs):
   bd += ["", "### MS-SSIM (dB)", ""]
   bd += tables.bd_table(ours + live, anchors, "ms-ssim")
   lines += bd
+  if os.path.exists(os.path.join(out_dir, FLAGSHIP)):
+    lines += ["", "## Flagship", "",
+              f"Which architecture we train longest, and why (measured RD "
+              f"per CPU-hour, written by hand): [{FLAGSHIP}]({FLAGSHIP})."]
   lines += ["", "## Quality at fixed rates", "",
             "Linear interpolation in log(bpp) between measured points; n/a "
             "outside a curve's range.", ""]
