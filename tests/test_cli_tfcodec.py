@@ -153,6 +153,25 @@ def test_missing_weights_and_unknown_models_say_what_exists(encoded, tmp_path,
   assert not (tmp_path / "sm").exists()
 
 
+def test_models_lists_a_shipped_files_own_width(tmp_path, capsys,
+                                                monkeypatch):
+  """A file narrower than the quality table (mbt2018 warm-started at N=128)
+  is listed with the N and M it holds, and the table's are named."""
+  from tfcodec.models import create_model
+  monkeypatch.setattr(zoo, "WEIGHTS_DIR", str(tmp_path))
+  model = create_model("mbt2018-mean", quality=2, N=8, M=16)
+  zoo.save_weights(model, zoo.weights_path("mbt2018-mean", 2), 2)
+  status, out, _ = run(capsys, "models")
+  assert status == 0
+  section = out.split("\nmbt2018-mean: ")[1].split("\n\n")[0]
+  q2 = [line for line in section.splitlines()
+        if re.match(r"^\s+2\s", line)][0]
+  assert re.match(r"^\s+2\s+8\s+16\s", q2), q2
+  assert "shipped file N=8, M=16; the table's N=128, M=192" in q2
+  params = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+  assert f"{params / 1e6:.2f}M" in q2
+
+
 def test_models_lists_registry_weights_parameters_and_measurements(
     tmp_path, capsys):
   status, out, _ = run(capsys, "models")

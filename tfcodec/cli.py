@@ -397,6 +397,15 @@ def models_report(results_glob=RESULTS_GLOB):
         kodak.append(f"{metric}: {point[0]:.4f} bpp, {point[1]:.2f} dB" if point
                      else f"{metric}: not measured")
       params = parameter_count(name, quality) / 1e6
+      if metrics_here:
+        # A shipped file may be narrower than the table (e.g. mbt2018 at
+        # N=128, warm-started from mbt2018-mean): list what it holds.
+        meta = zoo.read_metadata(zoo.weights_path(name, quality,
+                                                  metrics_here[0]))
+        if (meta["N"], meta["M"]) != (n, m):
+          kodak.append(f"shipped file N={meta['N']}, M={meta['M']}; the "
+                       f"table's N={n}, M={m}")
+          n, m = meta["N"], meta["M"]
       lines.append(
           f"  {quality:>2} {n:>4} {m:>4} {lmbda:>11.4f} "
           f"{ms_ssim_lambda} {params:>6.2f}M  "
