@@ -11,6 +11,7 @@ from tfcodec import codec, metrics, zoo
 from tfcodec.io.bitstream import Bitstream
 from tfcodec.io.images import read_image
 from tfcodec.models.base import pad_to_multiple
+from tfcodec.models.mbt2018 import JointContextModel
 
 SHIPPED = zoo.available_weights()
 
@@ -46,7 +47,12 @@ def test_file_bits_match_estimated_bits_on_kodak(name, metric, quality):
   x = pad_to_multiple(tf.constant(image, tf.float32)[None] / 255., model.stride)
   out = model(x, training=False)
   estimated = sum(float(tf.reduce_sum(b)) for b in out["bits"].values())
-  assert abs(payload_bits - estimated) / estimated < 0.01, (payload_bits, estimated)
+  # Context models: the forward pass's context sees round(y), the coder the
+  # decoded round(y - mu) + mu, so their estimate is looser (mbt2018 q3 at
+  # N=128 on kodim23: 86,560 file bits, 87,651 estimated, -1.24%).
+  bound = 0.02 if isinstance(model, JointContextModel) else 0.01
+  assert abs(payload_bits - estimated) / estimated < bound, (
+      payload_bits, estimated)
   # The whole file adds exactly the header and CRC (docs/FORMAT.md): magic 4,
   # version 1, model id 1, quality 1, metric 1, weights id 4, H - 1 and
   # W - 1 2 + 2, string lengths 1 + 2 x 4, CRC 4.
