@@ -111,15 +111,15 @@ def store_tables(path):
   return model
 
 
-def _ladder_rows(path, model):
-  """For a variable-rate `model` loaded from a file with another ladder:
+def _ladder_rows(stored, model):
+  """For a variable-rate `model` loaded from a file whose ladder is `stored`
+  (its metadata's lmbdas, or None) when that ladder is another one:
   a function mapping a stored per-rung array (log gains or log inverse
   gains, [rungs, M]) to the model's ladder, else None.
 
   Rungs both ladders have are copied; a new rung starts from the stored rung
   nearest in log(lambda), shifted by the model's initial rule (gains go as
   sqrt(lambda)), so a ladder can be extended by fine-tuning."""
-  stored = read_metadata(path).get("lmbdas")
   if not hasattr(model, "lmbdas") or stored is None:
     return None
   stored = [float(l) for l in stored]
@@ -141,8 +141,9 @@ def load_weights(model, path):
   """Assigns the stored variables to `model` (which must match the file,
   except that a variable-rate model may have another ladder: see
   `_ladder_rows`)."""
-  remap = _ladder_rows(path, model)
   with np.load(path) as data:
+    meta = json.loads(bytes(data["__metadata__"]).decode())
+    remap = _ladder_rows(meta.get("lmbdas"), model)
     keys = sorted(k for k in data.files if not k.startswith("__"))
     if len(keys) != len(model.trainable_weights):
       raise ValueError(f"{path}: holds {len(keys)} variables, model has "
