@@ -29,7 +29,7 @@ demo: venv
 	$(PY) decoder.py --input_dir bitstreams --output_dir reconstructions --reference_dir valid
 
 test: venv
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 # Measures every shipped weight and every baseline on Kodak (../shared/data/kodak)
 # and rewrites RDdata/ from the results; prints how long it took.
