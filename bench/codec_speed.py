@@ -2,6 +2,7 @@
 
   python bench/codec_speed.py [--models mbt2018,cheng2020-attn] [--images 2]
       [--quality 1] [--threads 0]
+  python bench/codec_speed.py --weights runs/x/export.npz --images kodim01,kodim23
 
 Untrained (randomly initialised, then frozen) models at the given quality's
 width: speed does not depend on the weights' values, only on the
@@ -11,6 +12,14 @@ Each model is warmed up once (tracing), then every image is encoded and
 decoded; the median seconds are printed with the file size, the estimated
 bits of the evaluation forward pass and whether decode(encode(x)) equals the
 encoder-side reconstruction bit for bit.
+
+`--weights` (comma-separated weight files: shipped ones or a training run's
+export.npz) times trained models instead, and adds what only trained weights
+make meaningful: the PSNR of the decoded images and the estimated bits per
+pixel of each latent (y, z, ...), so a checkpoint's coded size can be checked
+against its training estimate before it is shipped. A file opens at the
+quality it was saved at (`--quality` picks the rung of a variable-rate file).
+`--images` is a count (the first Kodak images) or comma-separated names.
 
 `--transforms exact,float` times both ways of running g_a and g_s (see
 CompressionModel.freeze): "exact" (integer arithmetic in float64, the
@@ -33,6 +42,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from tfcodec import zoo  # noqa: E402
+from tfcodec.metrics import psnr  # noqa: E402
 from tfcodec.models import MODELS, create_model  # noqa: E402
 from tfcodec.models.base import pad_to_multiple  # noqa: E402
 
@@ -42,8 +53,13 @@ KODAK = os.path.join(ROOT, "..", "shared", "data", "kodak")
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--models", default=",".join(sorted(MODELS)))
-  parser.add_argument("--images", type=int, default=2)
-  parser.add_argument("--quality", type=int, default=1)
+  parser.add_argument("--images", default="2",
+                      help="a count or comma-separated names (kodim01,...)")
+  parser.add_argument("--quality", type=int, default=None,
+                      help="untrained models: 1; weight files: their own")
+  parser.add_argument("--weights", default="",
+                      help="comma-separated weight files (.npz) to time "
+                           "instead of untrained --models")
   parser.add_argument("--threads", type=int, default=0,
                       help="intra/inter-op threads (0: TensorFlow's default)")
   parser.add_argument("--transforms", default="exact",
@@ -54,19 +70,20 @@ def main():
   if args.threads:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-  paths = sorted(glob.glob(os.path.join(KODAK, "kodim*.png")))[:args.images]
+  if args.images.isdigit():
+    paths = sorted(glob.glob(os.path.join(KODAK, "kodim*.png")))[
+        :int(args.images)]
+  else:
+    paths = [os.path.join(KODAK, n if n.endswith(".png") else n + ".png")
+             for n in args.images.split(",")]
   images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-  print(f"{len(images)} Kodak image(s), quality {args.quality}, "
+  print(f"{len(images)} Kodak image(s) "
+        f"({', '.join(os.path.basename(p)[:-4] for p in paths)}), "
         f"{os.cpu_count()} CPUs")
-  for name in args.models.split(","):
-    tf.random.set_seed(0)
-    kwargs = {}
-    if args.likelihood and hasattr(MODELS[name], "_build_entropy"):
-      kwargs["likelihood"] = args.likelihood
-    model = create_model(name, args.quality, **kwargs)
+  for name, model, tables in build_models(args):
     exact_files, exact_pixels = None, None
     for mode in args.transforms.split(","):
-      model.freeze(exact_transforms=(mode == "exact"))
+      model.freeze(tables, exact_transforms=(mode == "exact"))
       files, pixels = time_model(name, model, images, mode)
       if mode == "exact":
         exact_files, exact_pixels = files, pixels
@@ -78,11 +95,34 @@ def main():
               f"largest pixel difference {worst}", flush=True)
 
 
+def build_models(args):
+  """Yields (label, unfrozen model, stored coding tables or None)."""
+  if args.weights:
+    for path in args.weights.split(","):
+      model = zoo.load_model(path=path, freeze=False)
+      if args.quality is not None and hasattr(model, "set_quality"):
+        model.set_quality(args.quality)
+      quality = getattr(model, "quality", zoo.read_metadata(path)["quality"])
+      print(f"{path}: {model.model_name} q{quality}, lambda "
+            f"{float(model.lmbda):g}", flush=True)
+      yield model.model_name, model, zoo.read_tables(path)
+    return
+  quality = 1 if args.quality is None else args.quality
+  print(f"untrained models, quality {quality}")
+  for name in args.models.split(","):
+    tf.random.set_seed(0)
+    kwargs = {}
+    if args.likelihood and hasattr(MODELS[name], "_build_entropy"):
+      kwargs["likelihood"] = args.likelihood
+    yield name, create_model(name, quality, **kwargs), None
+
+
 def time_model(name, model, images, mode):
   """Prints one line of timings; returns (file bytes, decoded images)."""
   model.compress(images[0][:64, :64])  # trace once
   model.decompress(*model.compress(images[0][:64, :64]), [64, 64])
   enc, dec, sizes, exact, estimated = [], [], [], True, []
+  psnrs, latent_bits = [], {}
   files, pixels = [], []
   for image in images:
     start = time.perf_counter()
@@ -106,12 +146,21 @@ def time_model(name, model, images, mode):
       exact &= bool(np.array_equal(decoded, reference))
     bits = model(x, training=False)["bits"]
     estimated.append(sum(float(tf.reduce_sum(b)) for b in bits.values()))
+    for latent, b in bits.items():
+      latent_bits[latent] = latent_bits.get(latent, 0.) + float(
+          tf.reduce_sum(b))
+    psnrs.append(psnr(image, decoded))
+  pixel_count = sum(image.shape[0] * image.shape[1] for image in images)
   print(f"{name:22s} N={model.N} M={model.M} "
         f"{getattr(model, 'likelihood', '-'):8s} {mode:5s} "
         f"encode {np.median(enc):6.2f} s  decode {np.median(dec):6.2f} s  "
-        f"payload {np.mean(sizes) * 8 / images[0][..., 0].size:.3f} bpp  "
-        f"file/estimated bits {np.sum(sizes) * 8 / np.sum(estimated):.3f}"
+        f"payload {np.sum(sizes) * 8 / pixel_count:.4f} bpp  "
+        f"file/estimated bits {np.sum(sizes) * 8 / np.sum(estimated):.4f}"
         + (f"  exact {exact}" if mode == "exact" else ""), flush=True)
+  print(f"{'':22s} PSNR {np.mean(psnrs):.2f} dB (mean over images); "
+        "estimated bpp " + ", ".join(
+            f"{latent} {value / pixel_count:.4f}"
+            for latent, value in latent_bits.items()), flush=True)
   return files, pixels
 
 if __name__ == "__main__":
