@@ -144,11 +144,11 @@ def time_model(name, model, images, mode):
         reference = model._to_image(model(x, training=False)["x_hat"],
                                     image.shape[:2]).numpy()
       exact &= bool(np.array_equal(decoded, reference))
-    bits = model(x, training=False)["bits"]
-    estimated.append(sum(float(tf.reduce_sum(b)) for b in bits.values()))
-    for latent, b in bits.items():
-      latent_bits[latent] = latent_bits.get(latent, 0.) + float(
-          tf.reduce_sum(b))
+    bits = {latent: float(tf.reduce_sum(b))
+            for latent, b in model(x, training=False)["bits"].items()}
+    estimated.append(sum(bits.values()))
+    for latent, value in bits.items():
+      latent_bits[latent] = latent_bits.get(latent, 0.) + value
     psnrs.append(psnr(image, decoded))
   pixel_count = sum(image.shape[0] * image.shape[1] for image in images)
   print(f"{name:22s} N={model.N} M={model.M} "
