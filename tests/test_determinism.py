@@ -50,3 +50,30 @@ def test_exact_coding_path_is_close_to_float(tiny_models):
   scale = float(tf.reduce_max(tf.abs(floating)))
   assert float(tf.reduce_max(tf.abs(exact - floating))) < 1e-4 * scale + 1e-6
   np.testing.assert_array_equal(exact.numpy(), model.g_a(x, training=False).numpy())
+
+
+def test_frozen_forward_pass_rounds_z_as_the_coder_does():
+  """A frozen model's eval forward pass is what the decoder reconstructs,
+  even when its stored tables' offsets differ from the ones tfc would
+  recompute from the prior (as tables built on another machine may)."""
+  from tfcodec.entropy.models import FactorizedPrior
+  prior = FactorizedPrior(4)
+  rng = np.random.default_rng(3)
+  latent = rng.normal(scale=3., size=(2, 5, 6, 4)).astype(np.float32)
+  unfrozen_hat, unfrozen_bits = prior(latent, training=False)
+  prior.freeze()
+  frozen_hat, frozen_bits = prior(latent, training=False)
+  # Same offsets: the same rounding and tfc's bits, per batch element.
+  np.testing.assert_array_equal(frozen_hat, unfrozen_hat)
+  np.testing.assert_allclose(frozen_bits, unfrozen_bits, rtol=1e-5)
+  tables = prior.coding_tables()
+  tables["quantization_offset"] = tables["quantization_offset"] + 0.25
+  prior.freeze(tables)
+  latent_hat, bits = prior(latent, training=False)
+  decoded = prior.decompress(prior.compress(latent), [5, 6])
+  np.testing.assert_array_equal(latent_hat, decoded)
+  assert not np.array_equal(latent_hat, unfrozen_hat)
+  assert bits.shape == (2,)
+  np.testing.assert_allclose(
+      bits, [float(prior.bits(latent_hat[i:i + 1])) for i in range(2)],
+      rtol=1e-5)

@@ -92,7 +92,16 @@ class FactorizedPrior(tf.Module):
   def __call__(self, latent, training):
     """Returns (noisy or quantized latent, bits per batch element)."""
     latent = tf.cast(latent, tf.float32)
-    return self._model(compression=False)(latent, training=training)
+    if training or self._coder is None:
+      return self._model(compression=False)(latent, training=training)
+    # Frozen: round around the coder's stored offsets. tfc would recompute
+    # them from the prior, and the recomputed ones can differ from the stored
+    # tables by an ulp (oneDNN on or off), which flips the odd rounding: the
+    # forward pass would then not be what the decoder reconstructs.
+    # Not round_for_coding: its straight-through sum is off by an ulp.
+    latent_hat = tf.round(latent - self._offset()) + self._offset()
+    log_probs = self.prior.log_prob(latent_hat)
+    return latent_hat, -tf.reduce_sum(log_probs, axis=(1, 2, 3)) / math.log(2.)
 
   def quantize(self, latent):
     return self._model(compression=False).quantize(tf.cast(latent, tf.float32))
