@@ -136,16 +136,16 @@ def time_model(name, model, images, mode):
     sizes.append(len(files[-1]))
     x = pad_to_multiple(tf.constant(image, tf.float32)[None] / 255.,
                         model.stride)
+    forward = model(x, training=False)
     if mode == "exact":
       if hasattr(model, "encode_latents"):
         reference = model._to_image(model.g_s(model.encode_latents(x)[2]),
                                     image.shape[:2]).numpy()
       else:
-        reference = model._to_image(model(x, training=False)["x_hat"],
-                                    image.shape[:2]).numpy()
+        reference = model._to_image(forward["x_hat"], image.shape[:2]).numpy()
       exact &= bool(np.array_equal(decoded, reference))
     bits = {latent: float(tf.reduce_sum(b))
-            for latent, b in model(x, training=False)["bits"].items()}
+            for latent, b in forward["bits"].items()}
     estimated.append(sum(bits.values()))
     for latent, value in bits.items():
       latent_bits[latent] = latent_bits.get(latent, 0.) + value

@@ -98,10 +98,8 @@ class FactorizedPrior(tf.Module):
     # them from the prior, and the recomputed ones can differ from the stored
     # tables by an ulp (oneDNN on or off), which flips the odd rounding: the
     # forward pass would then not be what the decoder reconstructs.
-    # Not round_for_coding: its straight-through sum is off by an ulp.
-    latent_hat = tf.round(latent - self._offset()) + self._offset()
-    log_probs = self.prior.log_prob(latent_hat)
-    return latent_hat, -tf.reduce_sum(log_probs, axis=(1, 2, 3)) / math.log(2.)
+    latent_hat = self._round(latent)
+    return latent_hat, self._bits(latent_hat, axis=(1, 2, 3))
 
   def quantize(self, latent):
     return self._model(compression=False).quantize(tf.cast(latent, tf.float32))
@@ -163,14 +161,20 @@ class FactorizedPrior(tf.Module):
     """The latent as the coder will reconstruct it (rounded around the
     frozen quantization offset), with a straight-through gradient."""
     latent = tf.cast(latent, tf.float32)
-    rounded = tf.round(latent - self._offset()) + self._offset()
-    return latent + tf.stop_gradient(rounded - latent)
+    return latent + tf.stop_gradient(self._round(latent) - latent)
+
+  def _round(self, latent):
+    # Exactly the coder's values; the straight-through sum above can be an
+    # ulp away from them.
+    return tf.round(latent - self._offset()) + self._offset()
 
   def bits(self, values):
     """Total -log2 probability of `values` (a quantized latent: its bins'
     mass; a noisy one: the density the training loss uses)."""
-    log_probs = self.prior.log_prob(tf.cast(values, tf.float32))
-    return -tf.reduce_sum(log_probs) / math.log(2.)
+    return self._bits(tf.cast(values, tf.float32))
+
+  def _bits(self, values, axis=None):
+    return -tf.reduce_sum(self.prior.log_prob(values), axis=axis) / math.log(2.)
 
   def _offset(self):
     offset = self.coder.quantization_offset
