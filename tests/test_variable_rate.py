@@ -224,3 +224,29 @@ def test_finetuning_onto_a_longer_ladder_keeps_the_trained_rungs(tmp_path):
   zoo.load_weights(same, path)
   np.testing.assert_array_equal(same.log_gains.numpy(),
                                 short.log_gains.numpy())
+
+
+def test_an_mse_ladder_finetunes_for_ms_ssim_by_quality_number(tmp_path):
+  """MS-SSIM lambdas (2.40..) share no scale with MSE ones (0.0018..): an MSE
+  file's rung q must start the MS-SSIM model's rung q, not the stored rung
+  nearest in lambda (which would be the highest for every rung)."""
+  tf.keras.utils.set_random_seed(9)
+  mse = create_model(NAME, quality=3, N=8, M=8)
+  mse.log_gains.assign(tf.random.normal(mse.log_gains.shape))
+  mse.log_inverse_gains.assign(tf.random.normal(mse.log_gains.shape))
+  path = str(tmp_path / "mse.npz")
+  zoo.save_weights(mse, path, 3, dtype=np.float32)
+  msssim = create_model(NAME, quality=3, metric="ms-ssim", N=8, M=8)
+  zoo.load_weights(msssim, path)
+  np.testing.assert_array_equal(msssim.log_gains.numpy(),
+                                mse.log_gains.numpy())
+  np.testing.assert_array_equal(msssim.log_inverse_gains.numpy(),
+                                mse.log_inverse_gains.numpy())
+  # A longer MS-SSIM ladder: rung 5 starts from rung 4, shifted by the
+  # MS-SSIM lambdas' ratio.
+  longer = create_model(NAME, quality=3, metric="ms-ssim", N=8, M=8,
+                        lmbdas=LAMBDAS["ms-ssim"][:5])
+  zoo.load_weights(longer, path)
+  shift = 0.5 * np.log(LAMBDAS["ms-ssim"][4] / LAMBDAS["ms-ssim"][3])
+  np.testing.assert_allclose(longer.log_gains.numpy()[4],
+                             mse.log_gains.numpy()[3] + shift, rtol=1e-6)

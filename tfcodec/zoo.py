@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from tfcodec.models import MODELS, VARIABLE_RATE, create_model
+from tfcodec.models.registry import LAMBDAS
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 # The best shipped codec (tfcodec/weights/README.md); encoder.py's default.
@@ -111,18 +112,24 @@ def store_tables(path):
   return model
 
 
-def _ladder_rows(stored, model):
-  """For a variable-rate `model` loaded from a file whose ladder is `stored`
-  (its metadata's lmbdas, or None) when that ladder is another one:
-  a function mapping a stored per-rung array (log gains or log inverse
-  gains, [rungs, M]) to the model's ladder, else None.
+def _ladder_rows(meta, model):
+  """For a variable-rate `model` loaded from a file (metadata `meta`) whose
+  ladder is another one: a function mapping a stored per-rung array (log
+  gains or log inverse gains, [rungs, M]) to the model's ladder, else None.
 
   Rungs both ladders have are copied; a new rung starts from the stored rung
   nearest in log(lambda), shifted by the model's initial rule (gains go as
-  sqrt(lambda)), so a ladder can be extended by fine-tuning."""
+  sqrt(lambda)), so a ladder can be extended by fine-tuning. A file of
+  another metric (an MSE ladder fine-tuned for MS-SSIM) is matched by quality
+  number: its rungs are read as the model metric's lambdas of the same
+  qualities, whose scales have nothing in common with the stored ones."""
+  stored = meta.get("lmbdas")
   if not hasattr(model, "lmbdas") or stored is None:
     return None
   stored = [float(l) for l in stored]
+  if meta.get("metric", model.metric) != model.metric:
+    table = LAMBDAS[model.metric]
+    stored = [table[int(q) - 1] for q in meta["qualities"]]
   if stored == list(model.lmbdas):
     return None
 
@@ -143,7 +150,7 @@ def load_weights(model, path):
   `_ladder_rows`)."""
   with np.load(path) as data:
     meta = json.loads(bytes(data["__metadata__"]).decode())
-    remap = _ladder_rows(meta.get("lmbdas"), model)
+    remap = _ladder_rows(meta, model)
     keys = sorted(k for k in data.files if not k.startswith("__"))
     if len(keys) != len(model.trainable_weights):
       raise ValueError(f"{path}: holds {len(keys)} variables, model has "
