@@ -166,6 +166,23 @@ def test_tensorboard_scalars_and_images(tmp_path):
   assert "step 50/200" in line and "ETA 1m15s" in line and "PSNR 30.00" in line
 
 
+
+def test_in_run_evaluation_reports_ms_ssim_for_ms_ssim_models():
+  """An MS-SSIM run's evaluation gives the MS-SSIM of the reconstruction it
+  keeps, next to bpp and PSNR; an MSE run's gives no MS-SSIM."""
+  from tfcodec import metrics
+  from tfcodec.models import create_model
+  image = random_image(40, 56, seed=4)
+  tf.keras.utils.set_random_seed(2)
+  model = create_model("bmshj2018-factorized", 3, metric="ms-ssim", N=8, M=8)
+  scores, (kept,) = loop.evaluate(model, [image], keep=1)
+  assert set(scores) == {"bpp", "psnr", "ms_ssim"}
+  assert scores["ms_ssim"] == metrics.ms_ssim(image, kept)
+  assert scores["psnr"] == pytest.approx(metrics.psnr(image, kept), abs=1e-5)
+  assert 0 < scores["ms_ssim"] < 1
+  mse_model = create_model("bmshj2018-factorized", 3, N=8, M=8)
+  assert set(loop.evaluate(mse_model, [image])[0]) == {"bpp", "psnr"}
+
 # -- kill -9 and resume ------------------------------------------------------
 def test_kill_9_then_rerun_resumes_from_the_last_checkpoint(tmp_path):
   # Generous timeouts: on a loaded machine TensorFlow alone can take minutes

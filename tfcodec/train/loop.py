@@ -24,7 +24,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfcodec import zoo
+from tfcodec import metrics, zoo
 from tfcodec.models import create_model
 from tfcodec.models.base import pad_to_multiple
 from tfcodec.train import data, distribute
@@ -73,11 +73,13 @@ def progress_line(step, total, steps_per_second, terms, lr):
 
 
 def evaluate(model, images, keep=0):
-  """Mean estimated bpp and PSNR on whole images, with real rounding.
+  """Mean estimated bpp, PSNR and (for a model trained for MS-SSIM) MS-SSIM
+  on whole images, with real rounding.
 
-  Returns (bpp, psnr, reconstructions of the first `keep` images as uint8).
+  Returns ({"bpp", "psnr"[, "ms_ssim"]}, reconstructions of the first `keep`
+  images as uint8).
   """
-  bpps, psnrs, kept = [], [], []
+  bpps, psnrs, ms_ssims, kept = [], [], [], []
   for image in images:
     x = tf.convert_to_tensor(image[None], tf.float32) / 255.
     x_pad = pad_to_multiple(x, model.stride)
@@ -90,9 +92,21 @@ def evaluate(model, images, keep=0):
         x_hat, tf.cast(image, tf.float32))))
     bpps.append(bits / (h * w))
     psnrs.append(10 * np.log10(255. ** 2 / max(mse, 1e-10)))
+    if model.metric == "ms-ssim":
+      # The quantity such a run optimises; PSNR alone would hide its progress.
+      ms_ssims.append(metrics.ms_ssim(image, x_hat.numpy()))
     if len(kept) < keep:
       kept.append(x_hat.numpy().astype(np.uint8))
-  return float(np.mean(bpps)), float(np.mean(psnrs)), kept
+  scores = dict(bpp=float(np.mean(bpps)), psnr=float(np.mean(psnrs)))
+  if ms_ssims:
+    scores["ms_ssim"] = float(np.mean(ms_ssims))
+  return scores, kept
+
+
+def _scores_text(scores):
+  return (f"{scores['bpp']:.4f} bpp, {scores['psnr']:.2f} dB"
+          + (f", MS-SSIM {scores['ms_ssim']:.4f}" if "ms_ssim" in scores
+             else ""))
 
 
 def _evaluate_other_rungs(model, images, step, log, writer):
@@ -103,11 +117,11 @@ def _evaluate_other_rungs(model, images, step, log, writer):
       if quality == current:
         continue
       model.set_quality(quality)
-      bpp, psnr, _ = evaluate(model, images)
+      scores, _ = evaluate(model, images)
       log("eval_quality", text=(f"eval at step {step}, quality {quality}: "
-                                f"{bpp:.4f} bpp, {psnr:.2f} dB"),
-          step=step, quality=quality, bpp=bpp, psnr=psnr)
-      _write_scalars(writer, step, f"val_q{quality}", dict(bpp=bpp, psnr=psnr))
+                                f"{_scores_text(scores)}"),
+          step=step, quality=quality, **scores)
+      _write_scalars(writer, step, f"val_q{quality}", scores)
   finally:
     model.set_quality(current)
 
@@ -363,11 +377,11 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
         check = consistency(model, last_batch, last_terms)
         log("consistency", text=check.pop("text"), step=s, **check)
       if val_images and _every(s, eval_every):
-        bpp, psnr, reconstructions = evaluate(model, val_images,
-                                              keep=summary_images)
-        log("eval", text=f"eval at step {s}: {bpp:.4f} bpp, {psnr:.2f} dB",
-            step=s, bpp=bpp, psnr=psnr)
-        _write_scalars(writer, s, "val", dict(bpp=bpp, psnr=psnr))
+        scores, reconstructions = evaluate(model, val_images,
+                                           keep=summary_images)
+        log("eval", text=f"eval at step {s}: {_scores_text(scores)}",
+            step=s, **scores)
+        _write_scalars(writer, s, "val", scores)
         with writer.as_default(step=s):
           for i, image in enumerate(reconstructions):
             tf.summary.image(f"val/reconstruction_{i}", image[None])
@@ -444,7 +458,8 @@ def run_summary(run_dir):
       wall_from_steps += r["s_per_step"] * (r["step"] - previous_step)
       previous_step = last_step = r["step"]
     elif r["event"] == "eval":
-      evals.append({k: r[k] for k in ("step", "bpp", "psnr")})
+      evals.append({k: r[k] for k in ("step", "bpp", "psnr", "ms_ssim")
+                    if k in r})
     if "session" in r:
       wall, cpu = sessions.get(r["session"], (0., 0.))
       sessions[r["session"]] = (max(wall, r["session_wall"]),
