@@ -166,7 +166,6 @@ def test_tensorboard_scalars_and_images(tmp_path):
   assert "step 50/200" in line and "ETA 1m15s" in line and "PSNR 30.00" in line
 
 
-
 def test_in_run_evaluation_reports_ms_ssim_for_ms_ssim_models():
   """An MS-SSIM run's evaluation gives the MS-SSIM of the reconstruction it
   keeps, next to bpp and PSNR; an MSE run's gives no MS-SSIM."""
@@ -182,6 +181,7 @@ def test_in_run_evaluation_reports_ms_ssim_for_ms_ssim_models():
   assert 0 < scores["ms_ssim"] < 1
   mse_model = create_model("bmshj2018-factorized", 3, N=8, M=8)
   assert set(loop.evaluate(mse_model, [image])[0]) == {"bpp", "psnr"}
+
 
 # -- kill -9 and resume ------------------------------------------------------
 def test_kill_9_then_rerun_resumes_from_the_last_checkpoint(tmp_path):
