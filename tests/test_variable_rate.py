@@ -198,15 +198,21 @@ def test_ladder_flag_values():
       ladder_lambdas(bad)
 
 
+def _saved_random_ladder(tmp_path, seed):
+  """A tiny 4-rung MSE model with random gains, saved: (model, path)."""
+  tf.keras.utils.set_random_seed(seed)
+  model = create_model(NAME, quality=3, N=8, M=8)
+  model.log_gains.assign(tf.random.normal(model.log_gains.shape))
+  model.log_inverse_gains.assign(tf.random.normal(model.log_gains.shape))
+  path = str(tmp_path / "ladder.npz")
+  zoo.save_weights(model, path, 3, dtype=np.float32)
+  return model, path
+
+
 def test_finetuning_onto_a_longer_ladder_keeps_the_trained_rungs(tmp_path):
   """A 4-rung file loads into a 6-rung model: rungs 1-4 unchanged, each new
   rung starts from rung 4's gains scaled by sqrt(lambda / lambda_4)."""
-  tf.keras.utils.set_random_seed(8)
-  short = create_model(NAME, quality=3, N=8, M=8)
-  short.log_gains.assign(tf.random.normal(short.log_gains.shape))
-  short.log_inverse_gains.assign(tf.random.normal(short.log_gains.shape))
-  path = str(tmp_path / "short.npz")
-  zoo.save_weights(short, path, 3, dtype=np.float32)
+  short, path = _saved_random_ladder(tmp_path, 8)
   long = create_model(NAME, quality=3, N=8, M=8, lmbdas=LAMBDAS["mse"][:6])
   zoo.load_weights(long, path)
   gains, inverse = long.log_gains.numpy(), long.log_inverse_gains.numpy()
@@ -230,12 +236,7 @@ def test_an_mse_ladder_finetunes_for_ms_ssim_by_quality_number(tmp_path):
   """MS-SSIM lambdas (2.40..) share no scale with MSE ones (0.0018..): an MSE
   file's rung q must start the MS-SSIM model's rung q, not the stored rung
   nearest in lambda (which would be the highest for every rung)."""
-  tf.keras.utils.set_random_seed(9)
-  mse = create_model(NAME, quality=3, N=8, M=8)
-  mse.log_gains.assign(tf.random.normal(mse.log_gains.shape))
-  mse.log_inverse_gains.assign(tf.random.normal(mse.log_gains.shape))
-  path = str(tmp_path / "mse.npz")
-  zoo.save_weights(mse, path, 3, dtype=np.float32)
+  mse, path = _saved_random_ladder(tmp_path, 9)
   msssim = create_model(NAME, quality=3, metric="ms-ssim", N=8, M=8)
   zoo.load_weights(msssim, path)
   np.testing.assert_array_equal(msssim.log_gains.numpy(),
