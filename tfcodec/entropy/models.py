@@ -68,19 +68,26 @@ class FactorizedPrior(tf.Module):
   compression one whose integer CDF tables are variables.
   """
 
-  def __init__(self, channels, offset_heuristic=True, name="factorized_prior"):
+  def __init__(self, channels, offset_heuristic=True, init_scale=10.,
+               name="factorized_prior"):
     """`offset_heuristic=False` rounds to plain integers (tfc's ms2020 does).
 
     With the heuristic, tfc rounds around an offset that it finds by an
     iterative search over the prior each time a quantizer is built: cheap
     once, when the tables are frozen, but not in every training step of a
     model that feeds rounded latents onward (TCM's z).
+
+    `init_scale`: the initial spread of the density (tfc's default, 10).
+    Adam moves each of the density's parameters by at most ~lr per step, so
+    narrowing it tenfold takes thousands of steps at lr 1e-4: a latent that
+    starts near 0 should start with a narrow prior.
     """
     super().__init__(name=name)
     self.channels = channels
     self.offset_heuristic = offset_heuristic
     with self.name_scope:
-      self.prior = tfc.NoisyDeepFactorized(batch_shape=(channels,))
+      self.prior = tfc.NoisyDeepFactorized(batch_shape=(channels,),
+                                           init_scale=init_scale)
     self._coder = None
 
   def _model(self, compression):

@@ -13,11 +13,12 @@ from tfcodec.layers import exact
 
 
 def conv(filters, kernel_size, strides=1, name=None, use_bias=True,
-         activation=None, dtype=None):
+         activation=None, dtype=None, kernel_initializer="glorot_uniform"):
   """A "same"-padded Conv2D; `dtype="float32"` pins it outside bf16."""
   return exact.Conv2D(
       filters, kernel_size, strides=strides, padding="same",
-      use_bias=use_bias, activation=activation, name=name, dtype=dtype)
+      use_bias=use_bias, activation=activation, name=name, dtype=dtype,
+      kernel_initializer=kernel_initializer)
 
 
 def deconv(filters, kernel_size, strides=2, name=None, use_bias=True,

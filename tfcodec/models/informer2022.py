@@ -127,13 +127,23 @@ class CrossAttentionBlock(tf.keras.layers.Layer):
 
 
 class LocalHyperAnalysis(tf.keras.Sequential):
-  """y -> local_z: 1x1 convolutions only, M -> M/4 -> M/16, no downsampling."""
+  """y -> local_z: 1x1 convolutions only, M -> M/4 -> M/16, no downsampling.
+
+  local_z is a dense map at y's resolution, so every unit of its spread is
+  paid for at every position. With Glorot initialisation its 12 channels
+  start at a spread of a few units and cost ~0.2 bpp before they carry
+  anything (measured on a run warm-started from mbt2018: 0.22 bpp at step
+  509, still 0.16 at 1,901). The last layer therefore starts at 1/100 of
+  Glorot's scale: local_z starts at ~0, nearly free, and grows where it pays.
+  """
 
   def __init__(self, M, name="local_hyper_analysis"):
     super().__init__(name=name)
     self.add(conv(M // 4, 1, activation=leaky_relu, name="conv_0",
                   dtype="float32"))
-    self.add(conv(M // 16, 1, name="conv_1", dtype="float32"))
+    self.add(conv(M // 16, 1, name="conv_1", dtype="float32",
+                  kernel_initializer=tf.keras.initializers.VarianceScaling(
+                      scale=1e-4, mode="fan_avg", distribution="uniform")))
 
 
 class LocalHyperSynthesis(tf.keras.Sequential):
@@ -233,7 +243,9 @@ class InformerModel(JointContextModel):
     self.global_h_s = GlobalHyperSynthesis(M, num_tokens)
     self.global_attention = CrossAttentionBlock(2 * M, head_dim,
                                                 name="global_attention")
-    self.local_z_prior = FactorizedPrior(M // 16, name="local_z_prior")
+    # local_z starts near 0 (LocalHyperAnalysis), so its prior starts narrow.
+    self.local_z_prior = FactorizedPrior(M // 16, init_scale=1.,
+                                         name="local_z_prior")
     self.global_z_prior = FactorizedPrior(M, name="global_z_prior")
     self._build_entropy(M, None, hidden=(M * 10 // 3, M * 8 // 3))
     self.build_variables()
