@@ -42,3 +42,18 @@ def random_image(height, width, seed=0):
   image = np.kron(base, np.ones((8, 8, 1)))[:height, :width]
   image += rng.normal(0, 8, size=image.shape)
   return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def assert_exports_like_the_library(model, out_dir, image):
+  """Exports a frozen model at quality 1 and checks that the SavedModel's
+  signatures give the library's bytes and pixels (codec.encode_image and
+  decode_bytes) for `image`."""
+  import tensorflow as tf
+  from tfcodec import codec, export
+  export.export_model(model, 1, str(out_dir))
+  loaded = tf.saved_model.load(str(out_dir))
+  expected = codec.encode_image(model, image, 1)
+  data = loaded.signatures["compress"](image=tf.constant(image))["bitstream"]
+  assert data.numpy() == expected, model.model_name
+  decoded = loaded.signatures["decompress"](bitstream=data)["image"].numpy()
+  np.testing.assert_array_equal(decoded, codec.decode_bytes(expected, model))

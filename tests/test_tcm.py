@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import KODAK, random_image
+from conftest import KODAK, assert_exports_like_the_library, random_image
 from tfcodec import cli, codec
 from tfcodec.layers.attention import WindowAttention, shifted_window_mask
 from tfcodec.models import quality_config, qualities
@@ -120,3 +120,10 @@ def test_round_trip_is_bit_exact(tiny_models, image):
       model.decompress_latents(strings, shapes).numpy(), x_hat)
   np.testing.assert_array_equal(
       decoded, model._to_image(x_hat, tf.constant([height, width])).numpy())
+
+
+def test_exports_like_the_library(tiny_models, tmp_path):
+  """The SavedModel check of tests/test_export.py, here because the round
+  trips above have traced tiny TCM's coder in this worker already."""
+  assert_exports_like_the_library(tiny_models["tcm-s"], tmp_path / "tcm-s",
+                                  random_image(37, 53, seed=5))
