@@ -45,18 +45,22 @@ def test_file_bits_match_estimated_bits_on_kodak(name, metric, quality):
   stream = Bitstream.from_bytes(data)
   payload_bits = 8 * sum(len(s) for s in stream.strings)
   x = pad_to_multiple(tf.constant(image, tf.float32)[None] / 255., model.stride)
-  out = model(x, training=False)
-  estimated = sum(float(tf.reduce_sum(b)) for b in out["bits"].values())
   # Context models: the forward pass's context sees round(y), the coder the
-  # decoded round(y - mu) + mu, so their estimate is looser (mbt2018 q3 at
-  # N=128 on kodim23: 86,560 file bits, 87,651 estimated, -1.24%).
-  bound = 0.02 if isinstance(model, JointContextModel) else 0.01
-  assert abs(payload_bits - estimated) / estimated < bound, (
+  # decoded round(y - mu) + mu (on kodim23, files 1.2% below that estimate
+  # for mbt2018 q3, 8.2% for Informer q3), so they are held to the estimate
+  # with the coder's own y_hat in the context (within 0.5% for both).
+  if isinstance(model, JointContextModel):
+    bits = model.coded_bits(x)
+  else:
+    bits = model(x, training=False)["bits"]
+  estimated = sum(float(tf.reduce_sum(b)) for b in bits.values())
+  assert abs(payload_bits - estimated) / estimated < 0.01, (
       payload_bits, estimated)
   # The whole file adds exactly the header and CRC (docs/FORMAT.md): magic 4,
   # version 1, model id 1, quality 1, metric 1, weights id 4, H - 1 and
-  # W - 1 2 + 2, string lengths 1 + 2 x 4, CRC 4.
-  assert len(data) - payload_bits // 8 == 29
+  # W - 1 2 + 2, string lengths 1 + 4 per string, CRC 4: 29 bytes for two
+  # strings (y, z), 33 for Informer's three.
+  assert len(data) - payload_bits // 8 == 21 + 4 * len(stream.strings)
   decoded = codec.decode_bytes(data)
   assert decoded.shape == image.shape
   # A floor that fails for broken or mis-trained weights, not a quality

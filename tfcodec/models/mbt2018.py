@@ -375,6 +375,23 @@ class JointContextModel(CompressionModel):
     strings, shapes, _ = self.encode_latents(x)
     return strings, shapes
 
+  def coded_bits(self, x):
+    """Estimated bits per latent of what the coder codes for x [1, H, W, 3]
+    (padded): the forward pass with the coder's own y_hat in the context.
+
+    The plain forward pass feeds round(y) to the context, while the coder
+    feeds the decoded round(y - mu) + mu; for mbt2018 the two estimates
+    differ by ~1%, for the bundled Informer q3 by 8% (kodim23).
+    """
+    _, _, coded_y_hat = tf.function(self.encode_latents)(x)
+    y = tf.cast(self.g_a(x), tf.float32)
+    side, side_bits = self.side_information(y, False)
+    raw = self.entropy_parameters(
+        self.parameter_inputs(side, self.context(coded_y_hat)))
+    _, likelihood = self._y_likelihood(y, coded_y_hat, raw, False)
+    y_bits = tf.reduce_sum(-tf.math.log(likelihood), axis=(1, 2, 3))
+    return dict(y=y_bits / tf.math.log(2.), **side_bits)
+
   def decode_latents(self, strings, latent_shapes):
     y_string, y_shape = strings[0], latent_shapes[0]
     side = self.decode_side(list(strings[1:]), list(latent_shapes[1:]))
