@@ -281,13 +281,18 @@ class JointContextModel(CompressionModel):
       y_tilde = y + tf.random.uniform(tf.shape(y), -.5, .5)
     else:
       y_tilde = tf.round(y)
-    raw = self.entropy_parameters(
-        self.parameter_inputs(side, self.context(y_tilde)))
-    y_hat, likelihood = self._y_likelihood(y, y_tilde, raw, training)
-    y_bits = tf.reduce_sum(-tf.math.log(likelihood), axis=(1, 2, 3))
-    y_bits /= tf.math.log(2.)
+    y_hat, y_bits = self._y_rate(y, y_tilde, side, training)
     x_hat = self.g_s(y_hat)
     return dict(x_hat=x_hat, bits=dict(y=y_bits, **side_bits))
+
+  def _y_rate(self, y, y_context, side, training):
+    """-> (y_hat, bits of y per image) with `y_context` fed to the context
+    model: round(y) or noisy y in `call`, the coder's y_hat in `coded_bits`."""
+    raw = self.entropy_parameters(
+        self.parameter_inputs(side, self.context(y_context)))
+    y_hat, likelihood = self._y_likelihood(y, y_context, raw, training)
+    y_bits = tf.reduce_sum(-tf.math.log(likelihood), axis=(1, 2, 3))
+    return y_hat, y_bits / tf.math.log(2.)
 
   # -- the hyperprior: the part Informer (informer2022.py) replaces ---------
   def side_information(self, y, training):
@@ -389,11 +394,8 @@ class JointContextModel(CompressionModel):
     _, _, coded_y_hat = self._encode_latents_fn(x)
     y = tf.cast(self.g_a(x), tf.float32)
     side, side_bits = self.side_information(y, False)
-    raw = self.entropy_parameters(
-        self.parameter_inputs(side, self.context(coded_y_hat)))
-    _, likelihood = self._y_likelihood(y, coded_y_hat, raw, False)
-    y_bits = tf.reduce_sum(-tf.math.log(likelihood), axis=(1, 2, 3))
-    return dict(y=y_bits / tf.math.log(2.), **side_bits)
+    _, y_bits = self._y_rate(y, coded_y_hat, side, False)
+    return dict(y=y_bits, **side_bits)
 
   def decode_latents(self, strings, latent_shapes):
     y_string, y_shape = strings[0], latent_shapes[0]
