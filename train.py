@@ -100,6 +100,10 @@ flags.DEFINE_list("lr_epoch", [],
                   "combined with --lr_milestones.")
 flags.DEFINE_float("lr_gamma", 0.1,
                    "The factor applied to the learning rate at each milestone.")
+flags.DEFINE_float("prior_lr_multiplier", 1.0,
+                   "The factorized priors' parameters learn this many times "
+                   "faster than the rest (a fresh prior is wide, and Adam "
+                   "narrows it by ~lr per step; see tfcodec/train/optimizer.py).")
 flags.DEFINE_float("clipnorm", 1.0,
                    "The global gradient-norm clipping threshold.")
 flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
@@ -224,7 +228,8 @@ def main(argv):
         warm_start_parts=tuple(FLAGS.warm_start_parts), seed=FLAGS.seed,
         model_kwargs=model_kwargs, strategy=FLAGS.strategy,
         parallel_calls=FLAGS.num_workers,
-        keep_checkpoints=FLAGS.keep_checkpoints)
+        keep_checkpoints=FLAGS.keep_checkpoints,
+        prior_lr_multiplier=FLAGS.prior_lr_multiplier)
   work_dir = distribute.worker_dir(run_dir, FLAGS.strategy)
   recipe = {"flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(
       FLAGS.find_module_defining_flag("model"))},

@@ -128,8 +128,8 @@ def write_weights_readme(report):
         f"- architecture {meta['model']}, N={meta['N']}, M={meta['M']}, "
         f"lambda={meta['lmbda']} ({meta['metric']}), stored as float16",
         f"- steps: {run.get('steps', '?')}; training wall time "
-        f"{run.get('train_wall_hours', '?')} h on 2 cores "
-        f"({run.get('train_core_hours', '?')} core-hours)",
+        f"{run.get('train_wall_hours', '?')} h, "
+        f"{run.get('cpu_hours', '?')} CPU-hours (process CPU time)",
         "- data: `../shared/data/train` (659 photos: BSDS500, Wikipedia49, "
         "Unsplash30, Sun-Hays80), random crops; validation on Kodak",
         "- flags: `" + " ".join(f"--{k}={v}" for k, v in sorted(flags.items())

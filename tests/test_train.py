@@ -145,3 +145,48 @@ def test_export_averages_the_kept_checkpoints(tmp_path):
   with pytest.raises(FileNotFoundError, match="at or after step 9"):
     loop.restore("mbt2018-mean", 3, run_dir, model_kwargs=dict(N=8, M=8),
                  average_from_step=9)
+
+
+def test_prior_lr_multiplier_scales_only_the_priors_steps(tmp_path):
+  from tfcodec.train.optimizer import Adam, prior_variables
+  model = create_model("mbt2018-mean", 3, N=8, M=8)
+  priors = prior_variables(model)
+  assert priors and {v.ref() for v in priors} == {
+      v.ref() for v in model.z_prior.trainable_variables}
+  start = [v.numpy() for v in model.trainable_variables]
+  x = tf.constant(random_image(64, 64)[None], tf.float32) / 255.
+  with tf.GradientTape() as tape:
+    loss = model.rd_loss(x, model(x, training=True))["loss"]
+  grads = tape.gradient(loss, model.trainable_variables)
+  grads = [tf.zeros_like(v) if g is None else g
+           for g, v in zip(grads, model.trainable_variables)]
+
+  steps = {}
+  for multiplier in (1., 10.):
+    for variable, value in zip(model.trainable_variables, start):
+      variable.assign(value)
+    optimizer = Adam(1e-3, boosted=priors, multiplier=multiplier)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    steps[multiplier] = [v.numpy() - s
+                         for v, s in zip(model.trainable_variables, start)]
+  boosted = {v.ref() for v in priors}
+  moved = 0
+  for variable, plain, fast in zip(model.trainable_variables, steps[1.],
+                                   steps[10.]):
+    if variable.ref() in boosted:
+      np.testing.assert_allclose(fast, 10. * plain, rtol=1e-3, atol=1e-7)
+      moved += int(np.abs(plain).max() > 5e-4)  # Adam's first step ~ lr
+    else:
+      np.testing.assert_array_equal(fast, plain)
+  assert moved >= 1
+
+  # A plain Keras Adam checkpoint (the runs before the multiplier) restores.
+  plain = tf.keras.optimizers.Adam(1e-3)
+  plain.apply_gradients(zip(grads, model.trainable_variables))
+  path = tf.train.Checkpoint(optimizer=plain).save(str(tmp_path / "ckpt"))
+  restored = Adam(1e-3, boosted=priors, multiplier=10.)
+  restored.build(model.trainable_variables)
+  tf.train.Checkpoint(optimizer=restored).restore(path).assert_consumed()
+  assert int(restored.iterations.numpy()) == 1
+  for a, b in zip(plain.variables, restored.variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -175,12 +175,18 @@ def test_in_run_evaluation_reports_ms_ssim_for_ms_ssim_models():
   tf.keras.utils.set_random_seed(2)
   model = create_model("bmshj2018-factorized", 3, metric="ms-ssim", N=8, M=8)
   scores, (kept,) = loop.evaluate(model, [image], keep=1)
-  assert set(scores) == {"bpp", "psnr", "ms_ssim"}
+  # The factorized model's only latent is y: its share is the whole rate.
+  assert set(scores) == {"bpp", "psnr", "ms_ssim", "bpp_y"}
+  assert scores["bpp_y"] == pytest.approx(scores["bpp"], rel=1e-12)
   assert scores["ms_ssim"] == metrics.ms_ssim(image, kept)
   assert scores["psnr"] == pytest.approx(metrics.psnr(image, kept), abs=1e-5)
   assert 0 < scores["ms_ssim"] < 1
   mse_model = create_model("bmshj2018-factorized", 3, N=8, M=8)
-  assert set(loop.evaluate(mse_model, [image])[0]) == {"bpp", "psnr"}
+  assert set(loop.evaluate(mse_model, [image])[0]) == {"bpp", "psnr", "bpp_y"}
+  # A hyperprior model's split adds up to its rate.
+  hyper = create_model("mbt2018-mean", 3, N=8, M=8)
+  scores = loop.evaluate(hyper, [image])[0]
+  assert scores["bpp_y"] + scores["bpp_z"] == pytest.approx(scores["bpp"])
 
 
 # -- kill -9 and resume ------------------------------------------------------

@@ -250,7 +250,8 @@ class JointContextModel(CompressionModel):
   shape_names = ("y", "z")
 
   def _build_entropy(self, M, z_channels, hidden, likelihood="gaussian",
-                     activation=leaky_relu, final_bias=True):
+                     activation=leaky_relu, final_bias=True,
+                     z_prior_init_scale=10.):
     if likelihood not in ("gaussian", "gmm"):
       raise ValueError(f"likelihood must be 'gaussian' or 'gmm', got "
                        f"{likelihood!r}")
@@ -260,7 +261,8 @@ class JointContextModel(CompressionModel):
     self.entropy_parameters = EntropyParameters(
         hidden, out_channels, activation=activation, final_bias=final_bias)
     if z_channels is not None:  # None: the subclass brings its own priors
-      self.z_prior = FactorizedPrior(z_channels, name="z_prior")
+      self.z_prior = FactorizedPrior(z_channels, init_scale=z_prior_init_scale,
+                                     name="z_prior")
     if likelihood == "gaussian":
       self.y_conditional = GaussianConditional(name="y_conditional")
       self._step_coder = GaussianStepCoder(self.y_conditional)

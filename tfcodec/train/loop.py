@@ -28,6 +28,7 @@ from tfcodec import metrics, zoo
 from tfcodec.models import create_model
 from tfcodec.models.base import pad_to_multiple
 from tfcodec.train import data, distribute
+from tfcodec.train.optimizer import Adam, prior_variables
 from tfcodec.train.precision import (resolve_precision,
                                      use_inference_arithmetic_in_training)
 
@@ -76,16 +77,21 @@ def evaluate(model, images, keep=0):
   """Mean estimated bpp, PSNR and (for a model trained for MS-SSIM) MS-SSIM
   on whole images, with real rounding.
 
-  Returns ({"bpp", "psnr"[, "ms_ssim"]}, reconstructions of the first `keep`
-  images as uint8).
+  Returns ({"bpp", "psnr"[, "ms_ssim"], "bpp_<latent>" for each latent},
+  reconstructions of the first `keep` images as uint8). The per-latent split
+  shows where a run's bits go (a side latent whose prior is still wide).
   """
-  bpps, psnrs, ms_ssims, kept = [], [], [], []
+  bpps, psnrs, ms_ssims, kept, latent_bpps = [], [], [], [], {}
   for image in images:
     x = tf.convert_to_tensor(image[None], tf.float32) / 255.
     x_pad = pad_to_multiple(x, model.stride)
     out = model(x_pad, training=False)
-    bits = sum(float(tf.reduce_sum(b)) for b in out["bits"].values())
     h, w = image.shape[:2]
+    latent_bits = {name: float(tf.reduce_sum(b))
+                   for name, b in out["bits"].items()}
+    bits = sum(latent_bits.values())
+    for name, value in latent_bits.items():
+      latent_bpps.setdefault(name, []).append(value / (h * w))
     x_hat = out["x_hat"][0, :h, :w, :]
     x_hat = tf.round(tf.clip_by_value(tf.cast(x_hat, tf.float32), 0., 1.) * 255.)
     mse = float(tf.reduce_mean(tf.math.squared_difference(
@@ -98,6 +104,8 @@ def evaluate(model, images, keep=0):
     if len(kept) < keep:
       kept.append(x_hat.numpy().astype(np.uint8))
   scores = dict(bpp=float(np.mean(bpps)), psnr=float(np.mean(psnrs)))
+  scores.update({f"bpp_{name}": float(np.mean(values))
+                 for name, values in latent_bpps.items()})
   if ms_ssims:
     scores["ms_ssim"] = float(np.mean(ms_ssims))
   return scores, kept
@@ -210,13 +218,16 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
           eval_every=1000, log_every=50, finetune_from=None,
           warm_start_from=None, warm_start_parts=("g_a", "g_s"), seed=None,
           model_kwargs=None, strategy="none", parallel_calls=None,
-          summary_images=3, echo=True, keep_checkpoints=3):
+          summary_images=3, echo=True, keep_checkpoints=3,
+          prior_lr_multiplier=1.):
   """Trains (or resumes) a run and returns the model.
 
   `epochs`, when given, replaces `steps`: an epoch is one random crop of every
   training image, i.e. ceil(images / batch_size) steps; `lr_epochs` are
   milestones counted in epochs and join `lr_milestones` (counted in steps).
   `batch_size` is global: under a strategy each replica gets its share.
+  `prior_lr_multiplier`: the factorized priors' parameters learn this many
+  times faster than the rest (tfcodec.train.optimizer explains why).
   """
   # Multi-worker collectives must be configured before any other TF work.
   dist = distribute.create_strategy(strategy)
@@ -247,7 +258,8 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
     overrides["lmbda"] = lmbda
   with dist.scope():
     model = create_model(model_name, quality, metric=metric, **overrides)
-    optimizer = tf.keras.optimizers.Adam(lr, global_clipnorm=clipnorm)
+    optimizer = Adam(lr, boosted=prior_variables(model),
+                     multiplier=prior_lr_multiplier, global_clipnorm=clipnorm)
     model.compile(optimizer=optimizer)
     # Optimizer slots are created eagerly: inside the traced train step Keras
     # cannot colocate them with tfc's parameter variables.
@@ -464,10 +476,11 @@ def run_summary(run_dir):
       wall, cpu = sessions.get(r["session"], (0., 0.))
       sessions[r["session"]] = (max(wall, r["session_wall"]),
                                 max(cpu, r["session_cpu"]))
+  # No core-hours derived from wall time: runs here also train one thread
+  # each, side by side, where 2 x wall overstated them twofold. `cpu_hours`
+  # (process CPU time, every thread) is the measured figure.
   summary = dict(steps=last_step,
                  train_wall_hours=round(wall_from_steps / 3600, 4),
-                 # Both cores are busy during a step: core-hours ~ 2 x wall.
-                 train_core_hours=round(2 * wall_from_steps / 3600, 4),
                  evals=evals[-3:])
   if sessions:
     summary.update(
