@@ -141,6 +141,11 @@ flags.DEFINE_string("warm_start_from", None,
                     "into this one before training (for example mbt2018-mean's "
                     "g_a and g_s into Informer with the same N and M); it is "
                     "ignored when the run resumes from its own checkpoint.")
+flags.DEFINE_string("widen_from", None,
+                    "A new run of mbt2018-mean[-vr] at a larger --N/--M starts "
+                    "from this narrower trained file, computing what it "
+                    "computes (new channels start at zero; "
+                    "tfcodec/train/widen.py).")
 flags.DEFINE_list("warm_start_parts", ["g_a", "g_s"],
                   "The model attributes copied by --warm_start_from.")
 flags.DEFINE_string("export", None,
@@ -225,7 +230,8 @@ def main(argv):
         eval_every=FLAGS.eval_every, log_every=FLAGS.log_every,
         finetune_from=FLAGS.finetune_from,
         warm_start_from=FLAGS.warm_start_from,
-        warm_start_parts=tuple(FLAGS.warm_start_parts), seed=FLAGS.seed,
+        warm_start_parts=tuple(FLAGS.warm_start_parts),
+        widen_from=FLAGS.widen_from, seed=FLAGS.seed,
         model_kwargs=model_kwargs, strategy=FLAGS.strategy,
         parallel_calls=FLAGS.num_workers,
         keep_checkpoints=FLAGS.keep_checkpoints,

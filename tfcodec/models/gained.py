@@ -56,13 +56,17 @@ def ladder_qualities(lmbdas, metric):
 class GainedMeanScaleHyperpriorModel(MeanScaleHyperpriorModel):
   """mbt2018-mean with per-quality gain units. Args: N, M, lmbdas (the
   ladder, quality 1 first), quality (the one compress/forward use),
-  reference_quality (the one whose gains start at 1)."""
+  reference_quality (the one whose gains start at 1; default q3, or the
+  ladder's lowest rung if it has no q3)."""
 
   def __init__(self, N=128, M=192, lmbdas=None, quality=None,
-               reference_quality=3, metric="mse", lmbda=None, **kwargs):
+               reference_quality=None, metric="mse", lmbda=None, **kwargs):
     lmbdas = tuple(float(l) for l in
                    (lmbdas or variable_rate_lambdas(self.model_name, metric)))
     self._qualities = ladder_qualities(lmbdas, metric)
+    if reference_quality is None:
+      # q3, or the lowest rung of a ladder without it (e.g. 4,5,6).
+      reference_quality = 3 if 3 in self._qualities else self._qualities[0]
     if quality is None:
       # create_model passes the quality's lambda; find its rung.
       quality = (self._qualities[lmbdas.index(float(lmbda))]

@@ -27,7 +27,7 @@ import tensorflow as tf
 from tfcodec import metrics, zoo
 from tfcodec.models import create_model
 from tfcodec.models.base import pad_to_multiple
-from tfcodec.train import data, distribute
+from tfcodec.train import data, distribute, widen
 from tfcodec.train.optimizer import Adam, prior_variables
 from tfcodec.train.precision import (resolve_precision,
                                      use_inference_arithmetic_in_training)
@@ -216,7 +216,8 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
           steps=10000, epochs=None, lr=1e-4, lr_milestones=(), lr_epochs=(),
           lr_gamma=0.1, clipnorm=1.0, precision="float32", checkpoint_every=500,
           eval_every=1000, log_every=50, finetune_from=None,
-          warm_start_from=None, warm_start_parts=("g_a", "g_s"), seed=None,
+          warm_start_from=None, warm_start_parts=("g_a", "g_s"),
+          widen_from=None, seed=None,
           model_kwargs=None, strategy="none", parallel_calls=None,
           summary_images=3, echo=True, keep_checkpoints=3,
           prior_lr_multiplier=1.):
@@ -226,6 +227,8 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
   training image, i.e. ceil(images / batch_size) steps; `lr_epochs` are
   milestones counted in epochs and join `lr_milestones` (counted in steps).
   `batch_size` is global: under a strategy each replica gets its share.
+  `widen_from`: a narrower trained file of the same architecture that the
+  new run starts from, computing what it computes (tfcodec.train.widen).
   `prior_lr_multiplier`: the factorized priors' parameters learn this many
   times faster than the rest (tfcodec.train.optimizer explains why).
   """
@@ -295,6 +298,10 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
     zoo.load_weights(model, finetune_from)
     log("finetune_from", text=f"initialised from {finetune_from}",
         path=finetune_from)
+  elif widen_from:
+    widen.widen(model, widen_from)
+    log("widen_from", text=(f"widened N={model.N} M={model.M} from "
+                            f"{widen_from}"), path=widen_from)
   if warm_start_from and not manager.latest_checkpoint:
     parts = zoo.warm_start(model, warm_start_from, warm_start_parts)
     log("warm_start_from", text=(f"copied {', '.join(parts)} from "
