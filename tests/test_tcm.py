@@ -96,8 +96,8 @@ def test_tiny_tcm_strides_and_strings(tiny_models):
 
 
 def _kodak_image():
-  """A whole 768x512 Kodak image (edge-padded to 768x512's multiple of 128
-  inside the model, as any size is)."""
+  """A whole 768x512 Kodak image (both sides already multiples of TCM's
+  128, so no padding: the odd size covers that)."""
   path = os.path.join(KODAK, "kodim23.png")
   if not os.path.exists(path):
     pytest.skip("Kodak not available")
