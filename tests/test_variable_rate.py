@@ -15,19 +15,27 @@ NAME = "mbt2018-mean-vr"
 PARTS = ("g_a", "g_s", "h_a", "h_s", "z_prior", "y_conditional")
 
 
-def test_ladder_is_mbt2018_means_narrow_rungs():
-  assert qualities(NAME) == (1, 2, 3, 4)
-  for quality in (1, 2, 3, 4):
+def test_ladders_are_mbt2018_means_rungs_narrow_then_wide():
+  # Two networks, widening where mbt2018-mean does (q5).
+  assert qualities(NAME) == (1, 2, 3, 4, 5, 6, 7)
+  for quality in qualities(NAME):
     assert quality_config(NAME, quality) == quality_config(
         "mbt2018-mean", quality)
-  with pytest.raises(ValueError, match="1..4"):
-    quality_config(NAME, 5)
+  with pytest.raises(ValueError, match="1..7"):
+    quality_config(NAME, 8)
   model = create_model(NAME, quality=2, N=8, M=8)
   assert model.quality == 2 and model.lmbda == LAMBDAS["mse"][1]
+  assert model.qualities == (1, 2, 3, 4)
   # Gains start at sqrt(lambda_q / lambda_3).
   np.testing.assert_allclose(
       np.exp(model.log_gains.numpy()[:, 0]),
       np.sqrt(np.array(LAMBDAS["mse"][:4]) / LAMBDAS["mse"][2]), rtol=1e-6)
+  # A high quality builds the wide network's ladder, gains relative to q5.
+  wide = create_model(NAME, quality=6, N=8, M=8)
+  assert wide.qualities == (5, 6, 7) and wide.quality == 6
+  np.testing.assert_allclose(
+      np.exp(wide.log_gains.numpy()[:, 0]),
+      np.sqrt(np.array(LAMBDAS["mse"][4:7]) / LAMBDAS["mse"][4]), rtol=1e-6)
 
 
 def test_reference_quality_starts_as_the_single_rate_model():
@@ -118,6 +126,38 @@ def test_one_weight_file_serves_every_quality(tiny_models, tmp_path,
     model.set_quality(quality)
     assert codec.encode_image(loaded, image, quality) == codec.encode_image(
         model, image, quality)
+
+
+def test_each_quality_routes_to_the_file_of_its_network(tmp_path,
+                                                        monkeypatch):
+  """The narrow file serves q1-q4 and the wide one q5-q7 (its ladder may
+  also hold q4, which it trained beside them and does not serve): listing,
+  loading and coding follow the quality to its file."""
+  monkeypatch.setattr(zoo, "WEIGHTS_DIR", str(tmp_path))
+  tf.keras.utils.set_random_seed(8)
+  narrow = create_model(NAME, quality=2, N=8, M=8)
+  wide = create_model(NAME, quality=5, N=8, M=12,
+                      lmbdas=ladder_lambdas("4,5,6,7"))
+  for model, quality in ((narrow, 2), (wide, 5)):
+    model.freeze()
+    model.set_quality(quality)
+    path = zoo.weights_path(NAME, quality)
+    zoo.save_weights(model, path, quality, tables=model.coding_tables(),
+                     dtype=np.float32)
+  assert zoo.weights_path(NAME, 4) == str(tmp_path / f"{NAME}-mse.npz")
+  assert zoo.weights_path(NAME, 5) == str(tmp_path / f"{NAME}-mse-N192.npz")
+  assert sorted(q for n, _, q in zoo.available_weights()
+                if n == NAME) == [1, 2, 3, 4, 5, 6, 7]
+  image = random_image(64, 64, seed=2)
+  for quality, source in ((4, narrow), (6, wide)):
+    loaded = zoo.load_model(NAME, quality)
+    assert (loaded.M, loaded.quality) == (source.M, quality)
+    source.set_quality(quality)
+    data = codec.encode_image(loaded, image, quality)
+    assert data == codec.encode_image(source, image, quality)
+    np.testing.assert_array_equal(
+        codec.decode_bytes(data, model=loaded),
+        codec.decode_bytes(data, model=source))
 
 
 @pytest.mark.parametrize("name", ["mbt2018-mean", NAME])

@@ -183,6 +183,12 @@ def decode_bytes(data, model=None, loader=None, exact_transforms=True):
         f"{stream.weights_id:08x}, this decoder has {model.weights_id:08x}): "
         "decode it with the tfcodec version that wrote it")
   if hasattr(model, "set_quality"):
+    # A variable-rate network serves only its own rungs of the registry's.
+    served = model.qualities
+    if stream.quality not in served:
+      raise FormatError(f"quality {stream.quality} outside "
+                        f"{served[0]}..{served[-1]} of this decoder's "
+                        f"{stream.model} network")
     model.set_quality(stream.quality)
   image = np.empty((stream.height, stream.width, 3), np.uint8)
   for (top, left, tile_h, tile_w), strings, shapes in zip(

@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from tfcodec.models import MODELS, VARIABLE_RATE, create_model
-from tfcodec.models.registry import LAMBDAS
+from tfcodec.models.registry import LAMBDAS, variable_rate_group
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 # The best shipped codec (tfcodec/weights/README.md); encoder.py's default.
@@ -31,9 +31,16 @@ DEFAULT_MODEL = "mbt2018-mean-vr"
 
 def weights_path(name, quality, metric="mse"):
   """A single-rate model has one file per quality; a variable-rate one has
-  one file for its whole ladder."""
+  one file per network (registry.VARIABLE_RATE): `{name}-{metric}.npz` for
+  the narrowest, `{name}-{metric}-N{N}.npz` for a wider one."""
   if name in VARIABLE_RATE:
-    return os.path.join(WEIGHTS_DIR, f"{name}-{metric}.npz")
+    try:
+      (n, _), _ = variable_rate_group(name, quality)
+    except ValueError:  # no network serves it: the narrow file's name, which
+      n = None          # callers report as missing for this quality
+    narrowest = VARIABLE_RATE[name][0][0][0]
+    suffix = "" if n in (None, narrowest) else f"-N{n}"
+    return os.path.join(WEIGHTS_DIR, f"{name}-{metric}{suffix}.npz")
   return os.path.join(WEIGHTS_DIR, f"{name}-{metric}-q{quality}.npz")
 
 
@@ -43,9 +50,15 @@ def available_weights():
   if os.path.isdir(WEIGHTS_DIR):
     for fname in sorted(os.listdir(WEIGHTS_DIR)):
       if fname.endswith(".npz"):
-        meta = read_metadata(os.path.join(WEIGHTS_DIR, fname))
+        path = os.path.join(WEIGHTS_DIR, fname)
+        meta = read_metadata(path)
         for quality in meta.get("qualities", [meta["quality"]]):
-          found.append((meta["model"], meta["metric"], int(quality)))
+          # A variable-rate file's ladder may hold a rung another file
+          # serves (the wide network trains q4 beside q5-q7 but serves
+          # q5-q7): list only what weights_path routes to this file.
+          if weights_path(meta["model"], int(quality),
+                          meta["metric"]) == path:
+            found.append((meta["model"], meta["metric"], int(quality)))
   return found
 
 

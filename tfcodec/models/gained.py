@@ -22,8 +22,9 @@ quantization step goes as 1/sqrt(lambda)), so the reference quality starts
 with unit gains and a model warm-started from a single-rate mbt2018-mean at
 that quality reproduces it exactly there.
 
-The ladder is a list of lambdas of CompressAI's table (the registry's by
-default, or `lmbdas`, e.g. train.py --ladder=1,2,3,4,5,6); a quality keeps its
+The ladder is a list of lambdas of CompressAI's table (by default the
+registry's ladder of the network serving the quality: q1-q4 narrow, q5-q7
+wide, or `lmbdas`, e.g. train.py --ladder=1,2,3,4,5,6); a quality keeps its
 CompressAI number whatever the ladder, so q3 is lambda 0.0067 in every file.
 The container keeps an integer quality, so only the ladder's qualities are
 coded; the paper's interpolation between adjacent gain vectors is not offered.
@@ -61,8 +62,18 @@ class GainedMeanScaleHyperpriorModel(MeanScaleHyperpriorModel):
 
   def __init__(self, N=128, M=192, lmbdas=None, quality=None,
                reference_quality=None, metric="mse", lmbda=None, **kwargs):
-    lmbdas = tuple(float(l) for l in
-                   (lmbdas or variable_rate_lambdas(self.model_name, metric)))
+    if not lmbdas:
+      # The registry's ladder of the network serving this quality (create_model
+      # passes the quality's lambda), else of the narrowest network.
+      serves = quality
+      if serves is None and lmbda is not None and float(lmbda) in LAMBDAS.get(
+          metric, ()):
+        serves = LAMBDAS[metric].index(float(lmbda)) + 1
+      try:
+        lmbdas = variable_rate_lambdas(self.model_name, metric, serves)
+      except ValueError:  # a quality no network serves: the constructor's
+        lmbdas = variable_rate_lambdas(self.model_name, metric)  # own error
+    lmbdas = tuple(float(l) for l in lmbdas)
     self._qualities = ladder_qualities(lmbdas, metric)
     if reference_quality is None:
       # q3, or the lowest rung of a ladder without it (e.g. 4,5,6).

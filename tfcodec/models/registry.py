@@ -42,19 +42,37 @@ _LADDERS = {
 }
 
 
-# Variable-rate architectures: one network (one weight file) serves every
-# quality of its ladder, all at the same (N, M): name -> ((N, M), qualities).
-# mbt2018-mean-vr covers mbt2018-mean's narrow rungs, q1-q4.
+# Variable-rate architectures: name -> the networks that serve its qualities,
+# each ((N, M), qualities), narrowest first. One network (one weight file)
+# serves every quality of its group. mbt2018-mean-vr widens where CompressAI's
+# mbt2018-mean does: N=128/M=192 for q1-q4, N=192/M=320 from q5 (the narrow
+# transforms cannot reconstruct the high rates: RDdata/FLAGSHIP.md).
 VARIABLE_RATE = {
-    "mbt2018-mean-vr": ((128, 192), (1, 2, 3, 4)),
+    "mbt2018-mean-vr": (((128, 192), (1, 2, 3, 4)), ((192, 320), (5, 6, 7))),
 }
 
 
-def variable_rate_lambdas(name, metric="mse"):
-  """The lambda ladder of a variable-rate architecture, quality 1 first."""
+def variable_rate_group(name, quality=None):
+  """((N, M), qualities) of the network of a variable-rate architecture that
+  serves `quality` (None: the first, narrowest one)."""
+  groups = VARIABLE_RATE[name]
+  if quality is None:
+    return groups[0]
+  for group in groups:
+    if quality in group[1]:
+      return group
+  every = [q for _, rungs in groups for q in rungs]
+  raise ValueError(f"{name} quality must be in {every[0]}..{every[-1]}, "
+                   f"got {quality}")
+
+
+def variable_rate_lambdas(name, metric="mse", quality=None):
+  """The lambda ladder, lowest first, of the network of a variable-rate
+  architecture that serves `quality` (None: the narrowest network)."""
   if metric not in LAMBDAS:
     raise ValueError(f"metric must be one of {sorted(LAMBDAS)}, got {metric!r}")
-  return tuple(LAMBDAS[metric][q - 1] for q in VARIABLE_RATE[name][1])
+  _, rungs = variable_rate_group(name, quality)
+  return tuple(LAMBDAS[metric][q - 1] for q in rungs)
 
 
 def ladder_lambdas(ladder, metric="mse"):
@@ -75,10 +93,10 @@ def ladder_lambdas(ladder, metric="mse"):
 
 
 def qualities(name):
-  """The qualities an architecture defines (1..8, 1..6 for TCM, a variable-
-  rate model's ladder)."""
+  """The qualities an architecture defines (1..8, 1..6 for TCM, the rungs of
+  a variable-rate model's networks)."""
   if name in VARIABLE_RATE:
-    return VARIABLE_RATE[name][1]
+    return tuple(q for _, rungs in VARIABLE_RATE[name] for q in rungs)
   if name in _LADDERS:
     return tuple(range(1, len(TCM_LAMBDAS) + 1))
   return QUALITIES
@@ -95,11 +113,9 @@ def register_model(name):
 def quality_config(name, quality, metric="mse"):
   """(N, M, lambda) for an architecture at a quality."""
   if name in VARIABLE_RATE:
-    (n, m), rungs = VARIABLE_RATE[name]
-    if quality not in rungs:
-      raise ValueError(f"{name} quality must be in {rungs[0]}..{rungs[-1]}, "
-                       f"got {quality}")
-    return n, m, variable_rate_lambdas(name, metric)[rungs.index(quality)]
+    (n, m), rungs = variable_rate_group(name, quality)
+    return n, m, variable_rate_lambdas(name, metric, quality)[
+        rungs.index(quality)]
   if name in _LADDERS:
     (n, m), ladders = _LADDERS[name]
     if metric not in ladders:
