@@ -44,6 +44,16 @@ def random_image(height, width, seed=0):
   return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
+def kodak_image(name="kodim23.png"):
+  """A whole Kodak image as uint8 HxWx3 (768x512 for kodim23; skips the test
+  when the shared Kodak folder is absent)."""
+  from PIL import Image
+  path = os.path.join(KODAK, name)
+  if not os.path.exists(path):
+    pytest.skip(f"Kodak not available at {KODAK}")
+  return np.asarray(Image.open(path).convert("RGB"))
+
+
 def assert_exports_like_the_library(model, out_dir, image):
   """Exports a frozen model at quality 1 and checks that the SavedModel's
   signatures give the library's bytes and pixels (codec.encode_image and

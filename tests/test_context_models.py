@@ -13,9 +13,8 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
-from conftest import KODAK, ROOT, random_image, tiny_config
+from conftest import ROOT, kodak_image, random_image, tiny_config
 from tfcodec import codec
 from tfcodec.entropy import mixture
 from tfcodec.entropy.context import WavefrontSchedule, run_wavefront
@@ -27,12 +26,8 @@ CONTEXT_MODELS = ["mbt2018", "cheng2020-anchor", "cheng2020-attn",
                   "cheng2020-gmm", "informer"]
 
 
-def _kodak_image():
-  return np.asarray(Image.open(os.path.join(KODAK, "kodim23.png")).convert("RGB"))
-
-
 def _kodak_crop():
-  return _kodak_image()[200:328, 300:492]  # 128 x 192
+  return kodak_image()[200:328, 300:492]  # 128 x 192
 
 
 _ENCODERS = {}
@@ -195,7 +190,7 @@ def test_varints_round_trip():
 def test_decode_is_bit_exact_with_the_encoder(tiny_models, name):
   model = tiny_models[name]
   # A whole 768x512 Kodak image: 141 wavefront steps over a 32x48 latent.
-  for image in (random_image(65, 97, seed=11), _kodak_image()):
+  for image in (random_image(65, 97, seed=11), kodak_image()):
     shape = image.shape[:2]
     strings, shapes = model.compress(image)
     decoded = model.decompress(strings, shapes, shape).numpy()

@@ -1,13 +1,11 @@
 """TCM (tcm-s/m/l): parameter counts, shifted-window masking, round trips."""
 
-import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
-from conftest import KODAK, assert_exports_like_the_library, random_image
+from conftest import assert_exports_like_the_library, kodak_image, random_image
 from tfcodec import cli, codec
 from tfcodec.layers.attention import WindowAttention, shifted_window_mask
 from tfcodec.models import quality_config, qualities
@@ -95,19 +93,10 @@ def test_tiny_tcm_strides_and_strings(tiny_models):
   # this machine; see docs/ARCHITECTURE.md, "TCM", open issues.
 
 
-def _kodak_image():
-  """A whole 768x512 Kodak image (both sides already multiples of TCM's
-  128, so no padding: the odd size covers that)."""
-  path = os.path.join(KODAK, "kodim23.png")
-  if not os.path.exists(path):
-    pytest.skip("Kodak not available")
-  return np.asarray(Image.open(path).convert("RGB"))
-
-
 @pytest.mark.parametrize("image", ["odd", "kodak"])
 def test_round_trip_is_bit_exact(tiny_models, image):
   model = tiny_models["tcm-s"]
-  image = random_image(65, 97, seed=3) if image == "odd" else _kodak_image()
+  image = random_image(65, 97, seed=3) if image == "odd" else kodak_image()
   height, width = image.shape[:2]
   data = codec.encode_image(model, image, quality=1)
   decoded = codec.decode_bytes(data, model=model)
