@@ -36,10 +36,11 @@ def weights_path(name, quality, metric="mse"):
   if name in VARIABLE_RATE:
     try:
       (n, _), _ = variable_rate_group(name, quality)
-    except ValueError:  # no network serves it: the narrow file's name, which
-      n = None          # callers report as missing for this quality
+    except ValueError:  # no network serves it: a name no file has, so
+      return os.path.join(  # callers report it as not shipped
+          WEIGHTS_DIR, f"{name}-{metric}-q{quality}.npz")
     narrowest = VARIABLE_RATE[name][0][0][0]
-    suffix = "" if n in (None, narrowest) else f"-N{n}"
+    suffix = "" if n == narrowest else f"-N{n}"
     return os.path.join(WEIGHTS_DIR, f"{name}-{metric}{suffix}.npz")
   return os.path.join(WEIGHTS_DIR, f"{name}-{metric}-q{quality}.npz")
 
