@@ -61,7 +61,7 @@ def variable_rate_group(name, quality=None):
   for group in groups:
     if quality in group[1]:
       return group
-  every = [q for _, rungs in groups for q in rungs]
+  every = qualities(name)
   raise ValueError(f"{name} quality must be in {every[0]}..{every[-1]}, "
                    f"got {quality}")
 
