@@ -125,30 +125,60 @@ def _random_mixture_raw(rng, positions, channels):
   return tf.constant(raw.reshape(positions, 9 * channels))
 
 
-def test_mixture_cdfs_are_valid_16_bit_tables():
+def test_mixture_bin_counts_follow_the_mixture_and_none_is_zero():
   rng = np.random.default_rng(1)
   raw = _random_mixture_raw(rng, 50, 8)
   weights, means, scales = mixture.coding_parameters(raw, 8)
   np.testing.assert_allclose(tf.reduce_sum(weights, -1).numpy(), 1., atol=1e-12)
   assert np.all(scales.numpy() >= mixture.SCALE_MIN * 0.99)
   centre = mixture.centres(weights, means)
-  cdf = mixture.mixture_cdf(weights, means, scales, centre).numpy()
-  assert cdf.shape == (50, 8, 2 * mixture.SUPPORT + 3)
-  assert np.all(cdf[..., 0] == 0) and np.all(cdf[..., -1] == 2 ** 16)
-  counts = np.diff(cdf, axis=-1)
+  counts = mixture.bin_counts(weights, means, scales, centre).numpy()
+  num_bins = 2 * mixture.SUPPORT + 2
+  assert counts.shape == (50, 8, num_bins)
   assert counts.min() >= 1  # no symbol, and no escape, has probability zero
-  # The tables follow the mixture: compare with the float probabilities.
+  # Total probability 1: the counts add up to 2^30 plus at most one per bin.
+  total = counts.sum(-1)
+  assert np.all(total >= 2 ** 30) and np.all(total <= 2 ** 30 + num_bins)
   values = centre.numpy()[..., None] + np.arange(-mixture.SUPPORT,
                                                  mixture.SUPPORT + 1)
   from scipy.stats import norm
   w, m, s = (t.numpy()[..., None, :] for t in (weights, means, scales))
   pmf = np.sum(w * (norm.cdf((values[..., None] + .5 - m) / s)
                     - norm.cdf((values[..., None] - .5 - m) / s)), -1)
-  quantized = counts[..., :-1] / 2 ** 16
-  # Each bin is off by at most its +1 floor, the 1/65536 floors of the other
-  # bins, and (for the most probable bin) the rounding remainder.
-  num_bins = 2 * mixture.SUPPORT + 2
-  assert np.max(np.abs(quantized - pmf)) <= (2 * num_bins + 1) / 2 ** 16
+  np.testing.assert_allclose(counts[..., :-1] / 2 ** 30, pmf, rtol=0,
+                             atol=2 ** -29)
+  np.testing.assert_allclose(counts[..., -1] / 2 ** 30, 1 - pmf.sum(-1),
+                             rtol=0, atol=1e-9)
+
+
+def test_binary_search_decisions_are_valid_16_bit_probabilities():
+  # Bins with counts 1 (the floor) next to 2^30: every decision keeps both
+  # outcomes possible and follows the counts to within 2^-16.
+  counts = np.ones((3, 32), np.int64)
+  counts[0, 15] = 2 ** 30
+  counts[1] = np.arange(1, 33) ** 4
+  counts[2, 31] = 2 ** 30  # all mass on the escape
+  cumulative = tf.pad(tf.cumsum(tf.constant(counts), axis=-1), [[0, 0], [1, 0]])
+  low, high = tf.zeros(3, tf.int32), tf.fill([3], 32)
+  for symbol in range(32):
+    low, high = tf.zeros(3, tf.int32), tf.fill([3], 32)
+    bits = 0.
+    for _ in range(mixture.binary_search_levels(32)):
+      active, mid, row = mixture.search_decision(cumulative, low, high)
+      q = (row.numpy() + 1) / 2 ** 16
+      assert np.all(active.numpy()) and np.all((q > 0) & (q < 1))
+      upper = symbol >= mid.numpy()
+      bits = bits - np.log2(np.where(upper, 1 - q, q))
+      low = tf.where(upper, mid, low)
+      high = tf.where(upper, high, mid)
+    np.testing.assert_array_equal(low.numpy(), symbol)
+    np.testing.assert_array_equal(high.numpy(), symbol + 1)
+    ideal = -np.log2(counts[:, symbol] / counts.sum(-1))
+    # The likely symbols cost what the counts say; the unlikely ones at most
+    # the 16-bit floor of each of the 5 decisions.
+    likely = ideal < 8
+    np.testing.assert_allclose(bits[likely], ideal[likely], atol=1e-3)
+    assert np.all(bits <= np.maximum(ideal, 0) + 5 * 16 + 1e-9)
 
 
 class _OneStep:
@@ -167,11 +197,49 @@ def test_mixture_coder_round_trips_with_escapes():
   np.testing.assert_array_equal(y_hat.numpy(), expected)
   escaped = int(state[1].concat().shape[0])
   assert escaped >= 3
-  _, decoded = coder.decode_step(
-      coder.decoder_state(string, _OneStep(), 8), raw)
+  decoder = coder.decoder_state(string, _OneStep(), 8)
+  decoder, decoded = coder.decode_step(decoder, raw)
   np.testing.assert_array_equal(decoded.numpy(), expected)
-  # The escaped values sit at the end of the string as int16.
-  assert len(string.numpy()) > 2 * escaped
+  coder.decoder_finish(decoder)
+  # The count and the escaped values (int16) lead the string.
+  assert string.numpy()[0] == escaped
+  assert len(string.numpy()) > 1 + 2 * escaped
+
+
+def test_mixture_coder_costs_what_the_mixture_says_over_many_steps():
+  """All steps share one range coder, so many small steps cost no framing:
+  the string is within 0.3% + 8 bytes of -log2 P under the snapped mixture."""
+  rng = np.random.default_rng(3)
+  coder = mixture.MixtureStepCoder(channels=16)
+  state, ideal, steps = coder.encoder_state(), 0., []
+  for step in range(60):  # ~60 symbols a step, like a small latent's steps
+    raw = _random_mixture_raw(rng, 4, 16).numpy()
+    raw = raw.reshape(4, 3, 3, 16)
+    raw[:, :, 2] = np.exp(rng.uniform(-2, 1.5, size=(4, 3, 16)))  # low rate
+    raw[:, :, 1] = rng.normal(0, 2, size=(4, 3, 16))
+    raw = tf.constant(raw.reshape(4, 9 * 16))
+    weights, means, scales = mixture.coding_parameters(raw, 16)
+    pick = np.argmax(weights.numpy(), -1)  # a component that has weight
+    mu = np.take_along_axis(means.numpy(), pick[..., None], -1)[..., 0]
+    sigma = np.take_along_axis(scales.numpy(), pick[..., None], -1)[..., 0]
+    y = (mu + sigma * rng.normal(size=(4, 16))).astype(np.float32)
+    from scipy.stats import norm
+    w, m, s = (t.numpy() for t in (weights, means, scales))
+    v = np.round(y)[..., None]
+    p = np.sum(w * (norm.cdf((v + .5 - m) / s) - norm.cdf((v - .5 - m) / s)),
+               -1)
+    ideal -= np.log2(p).sum()
+    state, _ = coder.encode_step(state, raw, tf.constant(y))
+    steps.append((raw, y))
+  string = coder.encoder_finish(state).numpy()
+  assert string[0] == 0  # nothing escaped
+  assert 8 * len(string) <= 1.003 * ideal + 64, (8 * len(string), ideal)
+  assert 8 * len(string) >= ideal - 64
+  decoder = coder.decoder_state(tf.constant(string), _OneStep(), 16)
+  for raw, y in steps:
+    decoder, decoded = coder.decode_step(decoder, raw)
+    np.testing.assert_array_equal(decoded.numpy(), np.round(y))
+  coder.decoder_finish(decoder)
 
 
 def test_varints_round_trip():

@@ -29,8 +29,9 @@ Two coders plug into the loop:
 * `GaussianStepCoder`: mean-scale Gaussian with the 64-entry scale table of
   `GaussianConditional`, one tfc range-coder stream (`entropy_encode_index`,
   handle carried through the loop), so there is no per-step overhead.
-* `MixtureStepCoder` (tfcodec.entropy.mixture): per-symbol CDFs of a Gaussian
-  mixture, one `range_encode` string per step.
+* `MixtureStepCoder` (tfcodec.entropy.mixture): a Gaussian mixture per
+  symbol, coded as binary decisions with tfc's index coder, likewise one
+  stream for all steps.
 """
 
 import tensorflow as tf
