@@ -111,9 +111,14 @@ class ResidualUnit(tf.keras.layers.Layer):
   def __init__(self, channels, relu_after_add, **kwargs):
     super().__init__(**kwargs)
     self.relu_after_add = relu_after_add
-    self.conv_0 = conv(channels // 2, 1, activation="relu", name="conv_0")
-    self.conv_1 = conv(channels // 2, 3, activation="relu", name="conv_1")
-    self.conv_2 = conv(channels, 1, name="conv_2")
+    # Sub-layers take the global policy unless told: a float32 unit under
+    # mixed_bfloat16 would otherwise add its float32 input to bf16 outputs.
+    dtype = kwargs.get("dtype")
+    self.conv_0 = conv(channels // 2, 1, activation="relu", name="conv_0",
+                       dtype=dtype)
+    self.conv_1 = conv(channels // 2, 3, activation="relu", name="conv_1",
+                       dtype=dtype)
+    self.conv_2 = conv(channels, 1, name="conv_2", dtype=dtype)
 
   def call(self, x):
     out = x + self.conv_2(self.conv_1(self.conv_0(x)))
@@ -125,11 +130,13 @@ class AttentionBlock(tf.keras.layers.Layer):
 
   def __init__(self, channels, relu_after_add, **kwargs):
     super().__init__(**kwargs)
-    self.trunk = [ResidualUnit(channels, relu_after_add, name=f"trunk_{i}")
-                  for i in range(3)]
-    self.mask = [ResidualUnit(channels, relu_after_add, name=f"mask_{i}")
-                 for i in range(3)]
-    self.mask_conv = conv(channels, 1, name="mask_conv")
+    # The last attention of g_a is float32 (it feeds y); its units must be too.
+    dtype = kwargs.get("dtype")
+    self.trunk = [ResidualUnit(channels, relu_after_add, name=f"trunk_{i}",
+                               dtype=dtype) for i in range(3)]
+    self.mask = [ResidualUnit(channels, relu_after_add, name=f"mask_{i}",
+                              dtype=dtype) for i in range(3)]
+    self.mask_conv = conv(channels, 1, name="mask_conv", dtype=dtype)
 
   def call(self, x):
     trunk, mask = x, x
