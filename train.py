@@ -148,6 +148,11 @@ flags.DEFINE_string("widen_from", None,
                     "tfcodec/train/widen.py).")
 flags.DEFINE_list("warm_start_parts", ["g_a", "g_s"],
                   "The model attributes copied by --warm_start_from.")
+flags.DEFINE_bool("warm_start_partial", False,
+                  "--warm_start_from copies, within each part, only the "
+                  "variables whose name and shape match (another variant "
+                  "of the same architecture); the rest keep their "
+                  "initialisation.")
 flags.DEFINE_string("export", None,
                     "Where to write the trained float16 weights (.npz) with "
                     "their recipe; it defaults to <run_dir>/export.npz.")
@@ -231,6 +236,7 @@ def main(argv):
         finetune_from=FLAGS.finetune_from,
         warm_start_from=FLAGS.warm_start_from,
         warm_start_parts=tuple(FLAGS.warm_start_parts),
+        warm_start_partial=FLAGS.warm_start_partial,
         widen_from=FLAGS.widen_from, seed=FLAGS.seed,
         model_kwargs=model_kwargs, strategy=FLAGS.strategy,
         parallel_calls=FLAGS.num_workers,

@@ -92,6 +92,37 @@ def test_warm_start_copies_the_named_transforms_only(tmp_path):
     zoo.warm_start(target, path, parts=("h_a",))
 
 
+def test_partial_warm_start_copies_what_matches_by_name_and_shape(tmp_path):
+  """--warm_start_partial: cheng2020-attn from the paper's Cheng 2020, whose
+  g_a lacks the last bias and whose g_s shortcuts are 1x1, not 3x3."""
+  from tfcodec import zoo
+  from tfcodec.testing import TINY
+  tf.keras.utils.set_random_seed(13)
+  source = create_model("cheng2020-gmm", **TINY)
+  path = str(tmp_path / "gmm.npz")
+  zoo.save_weights(source, path, quality=1, dtype=np.float32)
+  target = create_model("cheng2020-attn", **TINY)
+  with pytest.raises(ValueError, match="does not match"):
+    zoo.warm_start(target, path)
+  before = {v.ref(): v.numpy() for v in target.trainable_variables}
+  parts = zoo.warm_start(target, path, partial=True)
+  assert parts == ["g_a (113/114)", "g_s (115/118)"]
+  # g_a: all but the last convolution's bias, which the paper's model lacks.
+  last_bias = target.g_a.get_layer("conv_out").bias
+  got = [v for v in target.g_a.trainable_variables if v is not last_bias]
+  for v, want in zip(got, source.g_a.trainable_variables, strict=True):
+    np.testing.assert_array_equal(v.numpy(), want.numpy(), err_msg=v.name)
+  np.testing.assert_array_equal(last_bias.numpy(), before[last_bias.ref()])
+  # g_s: the same list; the 3x3 shortcuts where the paper's are 1x1 are new.
+  for v, want in zip(target.g_s.trainable_variables,
+                     source.g_s.trainable_variables, strict=True):
+    expected = want.numpy() if v.shape == want.shape else before[v.ref()]
+    np.testing.assert_array_equal(v.numpy(), expected, err_msg=v.name)
+  # Nothing outside the parts moved.
+  for v in target.h_a.trainable_variables:
+    np.testing.assert_array_equal(v.numpy(), before[v.ref()])
+
+
 def test_saved_informer_weights_load_back(tmp_path):
   """Context models record their likelihood in the file; Informer's
   constructor has no such argument, and loading must still work."""

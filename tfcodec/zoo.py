@@ -181,12 +181,19 @@ def load_weights(model, path):
       variable.assign(value.astype(variable.dtype.as_numpy_dtype))
 
 
-def warm_start(model, path, parts=("g_a", "g_s")):
+def warm_start(model, path, parts=("g_a", "g_s"), partial=False):
   """Copies the weights of the sub-transforms `parts` (attribute names, e.g.
   the analysis and synthesis transforms) from the model stored in `path`
   into `model`; the rest of `model` keeps its initialisation. Both models
-  must have each part with the same variable shapes."""
+  must have each part with the same variable shapes.
+
+  `partial`: copy, within each part, every variable whose place inside the
+  part (its chain of layers) and shape are the same in both models, and keep the initialisation of
+  the rest (e.g. cheng2020-attn from the paper's Cheng 2020, whose g_a has no
+  last bias and whose g_s shortcuts are 1x1). Returns the parts, each with
+  "(copied/total)" when partial."""
   source = load_model(path=path, freeze=False)
+  copied_parts = []
   for part in parts:
     source_part, target_part = getattr(source, part, None), getattr(
         model, part, None)
@@ -196,16 +203,41 @@ def warm_start(model, path, parts=("g_a", "g_s")):
     # trainable_variables: parts may be Keras layers or tf.Modules (priors).
     source_weights = source_part.trainable_variables
     target_weights = target_part.trainable_variables
-    source_shapes = [tuple(v.shape) for v in source_weights]
-    target_shapes = [tuple(v.shape) for v in target_weights]
-    if source_shapes != target_shapes:
-      raise ValueError(f"{path}: '{part}' of {source.model_name} (N={source.N}"
-                       f", M={source.M}) does not match {model.model_name} "
-                       f"(N={model.N}, M={model.M})")
-    for source_variable, target_variable in zip(source_weights,
-                                                target_weights):
+    if partial:
+      by_path = {(p, tuple(v.shape)): v for p, v in _paths_in_part(source_part)}
+      pairs = [(by_path[key], v) for p, v in _paths_in_part(target_part)
+               if (key := (p, tuple(v.shape))) in by_path]
+      if not pairs:
+        raise ValueError(f"{path}: no variable of '{part}' of "
+                         f"{source.model_name} matches {model.model_name}")
+      copied_parts.append(f"{part} ({len(pairs)}/{len(target_weights)})")
+    else:
+      source_shapes = [tuple(v.shape) for v in source_weights]
+      target_shapes = [tuple(v.shape) for v in target_weights]
+      if source_shapes != target_shapes:
+        raise ValueError(f"{path}: '{part}' of {source.model_name} (N="
+                         f"{source.N}, M={source.M}) does not match "
+                         f"{model.model_name} (N={model.N}, M={model.M})")
+      pairs = list(zip(source_weights, target_weights))
+      copied_parts.append(part)
+    for source_variable, target_variable in pairs:
       target_variable.assign(source_variable)
-  return list(parts)
+  return copied_parts
+
+
+def _paths_in_part(part):
+  """[(path, variable)] of a part's trainable variables, each path the chain
+  of attributes and list indices that reaches it from the part (Keras names
+  are not unique: several sub-layers name their variables 'conv/kernel:0')."""
+  import tensorflow as tf
+  found, seen = [], set()
+  for path, variable in part._flatten(  # pylint: disable=protected-access
+      predicate=lambda v: isinstance(v, tf.Variable) and v.trainable,
+      with_path=True):
+    if variable.ref() not in seen:
+      seen.add(variable.ref())
+      found.append((path, variable))
+  return found
 
 
 def load_model(name=DEFAULT_MODEL, quality=3, metric="mse", path=None,

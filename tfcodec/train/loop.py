@@ -217,7 +217,7 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
           lr_gamma=0.1, clipnorm=1.0, precision="float32", checkpoint_every=500,
           eval_every=1000, log_every=50, finetune_from=None,
           warm_start_from=None, warm_start_parts=("g_a", "g_s"),
-          widen_from=None, seed=None,
+          warm_start_partial=False, widen_from=None, seed=None,
           model_kwargs=None, strategy="none", parallel_calls=None,
           summary_images=3, echo=True, keep_checkpoints=3,
           prior_lr_multiplier=1.):
@@ -303,7 +303,8 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
     log("widen_from", text=(f"widened N={model.N} M={model.M} from "
                             f"{widen_from}"), path=widen_from)
   if warm_start_from and not manager.latest_checkpoint:
-    parts = zoo.warm_start(model, warm_start_from, warm_start_parts)
+    parts = zoo.warm_start(model, warm_start_from, warm_start_parts,
+                           partial=warm_start_partial)
     log("warm_start_from", text=(f"copied {', '.join(parts)} from "
                                  f"{warm_start_from}"),
         path=warm_start_from, parts=parts)
