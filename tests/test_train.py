@@ -92,7 +92,7 @@ def test_warm_start_copies_the_named_transforms_only(tmp_path):
     zoo.warm_start(target, path, parts=("h_a",))
 
 
-def test_partial_warm_start_copies_what_matches_by_name_and_shape(tmp_path):
+def test_partial_warm_start_copies_what_matches_by_place_and_shape(tmp_path):
   """--warm_start_partial: cheng2020-attn from the paper's Cheng 2020, whose
   g_a lacks the last bias and whose g_s shortcuts are 1x1, not 3x3."""
   from tfcodec import zoo

@@ -188,10 +188,10 @@ def warm_start(model, path, parts=("g_a", "g_s"), partial=False):
   must have each part with the same variable shapes.
 
   `partial`: copy, within each part, every variable whose place inside the
-  part (its chain of layers) and shape are the same in both models, and keep the initialisation of
-  the rest (e.g. cheng2020-attn from the paper's Cheng 2020, whose g_a has no
-  last bias and whose g_s shortcuts are 1x1). Returns the parts, each with
-  "(copied/total)" when partial."""
+  part (its chain of layers) and shape are the same in both models, and keep
+  the initialisation of the rest (e.g. cheng2020-attn from the paper's Cheng
+  2020, whose g_a has no last bias and whose g_s shortcuts are 1x1). Returns
+  the parts, each with "(copied/total)" when partial."""
   source = load_model(path=path, freeze=False)
   copied_parts = []
   for part in parts:
