@@ -123,6 +123,36 @@ def test_partial_warm_start_copies_what_matches_by_place_and_shape(tmp_path):
     np.testing.assert_array_equal(v.numpy(), before[v.ref()])
 
 
+def test_partial_warm_start_matches_sequential_layers_by_name(tmp_path):
+  """cheng2020-anchor from cheng2020-attn: the anchor's g_a and g_s are the
+  attention model's without the attention modules, so every one of the
+  anchor's transform variables has a counterpart, though list positions
+  shift after the first missing module."""
+  from tfcodec import zoo
+  from tfcodec.testing import TINY
+  tf.keras.utils.set_random_seed(14)
+  source = create_model("cheng2020-attn", **TINY)
+  path = str(tmp_path / "attn.npz")
+  zoo.save_weights(source, path, quality=1, dtype=np.float32)
+  target = create_model("cheng2020-anchor", **TINY)
+  n_g_a = len(target.g_a.trainable_variables)
+  n_g_s = len(target.g_s.trainable_variables)
+  parts = zoo.warm_start(target, path, parts=("g_a", "g_s", "h_s"),
+                         partial=True)
+  assert parts == [f"g_a ({n_g_a}/{n_g_a})", f"g_s ({n_g_s}/{n_g_s})",
+                   "h_s (10/10)"]
+  for name in ("rb_1", "rbs_2", "conv_out"):  # after attention_0 in g_a
+    for v, want in zip(target.g_a.get_layer(name).trainable_variables,
+                       source.g_a.get_layer(name).trainable_variables,
+                       strict=True):
+      np.testing.assert_array_equal(v.numpy(), want.numpy(), err_msg=v.name)
+  for name in ("rb_0", "subpel_out"):
+    for v, want in zip(target.g_s.get_layer(name).trainable_variables,
+                       source.g_s.get_layer(name).trainable_variables,
+                       strict=True):
+      np.testing.assert_array_equal(v.numpy(), want.numpy(), err_msg=v.name)
+
+
 def test_saved_informer_weights_load_back(tmp_path):
   """Context models record their likelihood in the file; Informer's
   constructor has no such argument, and loading must still work."""

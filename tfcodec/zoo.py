@@ -228,15 +228,27 @@ def warm_start(model, path, parts=("g_a", "g_s"), partial=False):
 def _paths_in_part(part):
   """[(path, variable)] of a part's trainable variables, each path the chain
   of attributes and list indices that reaches it from the part (Keras names
-  are not unique: several sub-layers name their variables 'conv/kernel:0')."""
+  are not unique: several sub-layers name their variables 'conv/kernel:0').
+
+  Inside a Sequential the chain goes through each layer's name rather than
+  its index, so a model that leaves out a layer (cheng2020-anchor: the
+  attention modules of cheng2020-attn) still matches the layers after it."""
   import tensorflow as tf
   found, seen = [], set()
-  for path, variable in part._flatten(  # pylint: disable=protected-access
-      predicate=lambda v: isinstance(v, tf.Variable) and v.trainable,
-      with_path=True):
-    if variable.ref() not in seen:
-      seen.add(variable.ref())
-      found.append((path, variable))
+
+  def visit(prefix, module):
+    if isinstance(module, tf.keras.Sequential):
+      for layer in module.layers:
+        visit(prefix + (layer.name,), layer)
+      return
+    for path, variable in module._flatten(  # pylint: disable=protected-access
+        predicate=lambda v: isinstance(v, tf.Variable) and v.trainable,
+        with_path=True):
+      if variable.ref() not in seen:
+        seen.add(variable.ref())
+        found.append((prefix + tuple(path), variable))
+
+  visit((), part)
   return found
 
 
