@@ -26,7 +26,9 @@ the same result wherever they run. Training keeps the float32 path; only
 
 Cost: 20 bits of relative precision for activations and about 19 for
 weights (below what 8-bit output resolves), and float64 convolutions (Eigen,
-no oneDNN) are slower than float32 ones.
+no oneDNN) are slower than float32 ones. The transforms g_a and g_s, where
+most of that time went, use tfcodec.layers.digits instead: the same kind of
+exact integer sums at 14 bits, as int8 products on oneDNN.
 """
 
 import math
@@ -34,6 +36,8 @@ import math
 import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
+
+from tfcodec.layers import digits
 
 ACTIVATION_BITS = 20
 # float64 represents every integer up to 2^53; partial sums stay below 2^52.
@@ -59,12 +63,26 @@ def _floor_log2(positive):
 
 def quantize_activations(x):
   """float NHWC -> (integer-valued float64, shift [B,1,1,1]) with
-  |integers| < 2^ACTIVATION_BITS; x ~= integers * 2^-shift per image."""
-  x = tf.cast(x, tf.float64)
+  |integers| < 2^ACTIVATION_BITS; x ~= integers * 2^-shift per image.
+
+  Computed in float32 where the input is float32 (half the memory traffic),
+  with the same result as in float64: the maximum is exact, the peak is
+  clipped to a normal float32 (2^-100), 2^shift is a normal float32, scaling
+  by it is exact, and rounding a float32 below 2^20 is exact."""
+  if x.dtype != tf.float32:
+    x = tf.cast(x, tf.float64)
   # Garbage from a damaged file can overflow; keep it finite and bounded.
   x = tf.where(tf.math.is_finite(x), x, tf.zeros_like(x))
   peak = tf.reduce_max(tf.abs(x), axis=[1, 2, 3], keepdims=True)
-  peak = tf.maximum(peak, 2. ** -100)
+  peak = tf.maximum(peak, tf.constant(2. ** -100, x.dtype))
+  if x.dtype == tf.float32:
+    exponent = tf.cast(
+        tf.bitwise.right_shift(tf.bitcast(peak, tf.int32), 23) - 127,
+        tf.int64)
+    shift = (ACTIVATION_BITS - 1) - exponent
+    scale = tf.bitcast(tf.bitwise.left_shift(tf.cast(shift, tf.int32) + 127,
+                                             23), tf.float32)
+    return tf.cast(tf.round(x * scale), tf.float64), shift
   shift = (ACTIVATION_BITS - 1) - _floor_log2(peak)
   return tf.round(x * _pow2(shift)), shift
 
@@ -127,18 +145,40 @@ def _add_bias(outputs, bias):
   return tf.nn.bias_add(outputs, bias)
 
 
+# Below this fan-in (kh * kw * channels) the int8 digits' fixed costs (digit
+# planes, patches, combining four products) outweigh their faster products:
+# g_a's first 5x5 convolution of 3 channels and GDN's 1x1 ran 1.2-3x slower
+# on digits than in float64 (kodim23, hyperprior q3).
+DIGITS_MIN_FAN_IN = 512
+
+
 class _ExactMixin:
   """Shared by the convolution layers: `prepare_exact()` switches to the
-  integer path using the current weights (called by model.freeze())."""
+  integer path using the current weights (called by model.freeze());
+  `prepare_exact(fast=True)` to the int8-digit one (tfcodec.layers.digits),
+  which the transforms g_a and g_s use."""
 
   _exact = None
+  _digits = None
 
-  def prepare_exact(self):
-    out_axis = 2 if isinstance(self, tf.keras.layers.Conv2DTranspose) else 3
-    integers, shift = quantize_kernel(self.kernel.numpy(), out_axis)
+  def prepare_exact(self, fast=False):
+    transposed = isinstance(self, tf.keras.layers.Conv2DTranspose)
+    out_axis = 2 if transposed else 3
     bias = self.bias.numpy().astype(np.float32) if self.use_bias else None
+    if fast and self.kernel.shape[:3].num_elements() >= DIGITS_MIN_FAN_IN:
+      integers, shift = digits.quantize_kernel(self.kernel.numpy(), out_axis)
+      self._digits = digits.DigitConvolution(integers, self.strides,
+                                             transposed=transposed)
+      self._exact = (None, tf.constant(shift, tf.int64), bias)
+      return
+    self._digits = None
+    integers, shift = quantize_kernel(self.kernel.numpy(), out_axis)
     self._exact = (tf.constant(integers, tf.float64),
                    tf.constant(shift, tf.int64), bias)
+
+  def _digit_call(self, inputs):
+    integers, shift = digits.quantize_activations(inputs)
+    return self._finish(self._digits(integers), tf.cast(shift, tf.int64))
 
   def _finish(self, sums, activation_shift):
     kernel, kernel_shift, bias = self._exact
@@ -155,6 +195,8 @@ class Conv2D(_ExactMixin, tf.keras.layers.Conv2D):
     # Training (e.g. fine-tuning a frozen model) keeps the float32 path.
     if self._exact is None or training:
       return super().call(inputs)
+    if self._digits is not None:
+      return self._digit_call(inputs)
     integers, shift = quantize_activations(inputs)
     sums = tf.nn.conv2d(integers, self._exact[0], self.strides, "SAME")
     return self._finish(sums, shift)
@@ -166,6 +208,8 @@ class Conv2DTranspose(_ExactMixin, tf.keras.layers.Conv2DTranspose):
   def call(self, inputs, training=None):
     if self._exact is None or training:
       return super().call(inputs)
+    if self._digits is not None:
+      return self._digit_call(inputs)
     integers, shift = quantize_activations(inputs)
     shape = tf.shape(inputs)
     output_shape = tf.stack([shape[0], shape[1] * self.strides[0],
@@ -222,9 +266,11 @@ class GDN(tfc.GDN):
       pool = tf.math.sqrt(pool)
     return inputs * pool if self.inverse else inputs / pool
 
-  def prepare_exact(self):
+  def prepare_exact(self, fast=False):
     alpha, epsilon = self._fixed_form()
     gamma = self.gamma.numpy()  # [in, out]
+    # 1x1 over the channels: too small a fan-in for the digits to pay.
+    del fast
     integers, shift = quantize_kernel(gamma[None, None], 3)
     self._exact = (tf.constant(integers, tf.float64),
                    tf.constant(shift, tf.int64),
@@ -244,14 +290,21 @@ class GDN(tfc.GDN):
     return inputs * pool if self.inverse else inputs / pool
 
 
-def prepare_model(model, skip=()):
+def prepare_model(model, skip=(), fast=()):
   """Switches every exact-capable layer of `model` to the integer path,
   except those inside the modules in `skip`, which are switched (back) to
-  their float path. Returns the number switched to the integer path."""
-  skipped = set()
-  for module in skip:
-    skipped.add(id(module))
-    skipped.update(id(m) for m in module.submodules)
+  their float path; convolutions and GDNs inside the modules in `fast` take
+  the int8-digit integer path (tfcodec.layers.digits). Returns the number
+  switched to an integer path."""
+
+  def inside(modules):
+    ids = set()
+    for module in modules:
+      ids.add(id(module))
+      ids.update(id(m) for m in module.submodules)
+    return ids
+
+  skipped, fast_ids = inside(skip), inside(fast)
   count = 0
   for module in model.submodules:
     # Convolutions, GDN, and the attention blocks that have a coding path.
@@ -259,6 +312,11 @@ def prepare_model(model, skip=()):
       continue
     if id(module) in skipped:
       module._exact = None
+      if hasattr(module, "_digits"):
+        module._digits = None
+    elif id(module) in fast_ids and isinstance(module, (_ExactMixin, GDN)):
+      module.prepare_exact(fast=True)
+      count += 1
     else:
       module.prepare_exact()
       count += 1

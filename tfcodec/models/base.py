@@ -127,7 +127,8 @@ class CompressionModel(tf.keras.Model):
 
     `tables` (from `coding_tables()`) restores previously built tables.
     `exact_transforms=False` runs g_a and g_s in plain float32 (oneDNN)
-    instead of the exact integer arithmetic, 3-4x faster (bench/codec_speed.py).
+    instead of the exact integer arithmetic (tfcodec/layers/digits.py for
+    their large convolutions), faster still (bench/codec_speed.py).
     Everything that decides the entropy parameters (h_a, h_s, context and
     parameter networks) stays exact, so files still decode on any machine
     to the latents the encoder coded; what is given up is that the decoded
@@ -141,8 +142,13 @@ class CompressionModel(tf.keras.Model):
     # Coding uses order-independent integer convolutions so that every
     # machine computes bit-identical latents and entropy parameters
     # (tfcodec/layers/exact.py explains why).
+    # g_a and g_s decide neither the symbols' probabilities nor (g_a) what the
+    # decoder computes, and cost most of the coding time: their convolutions
+    # take the int8-digit form of the same exact arithmetic
+    # (tfcodec/layers/digits.py), 14-bit instead of 20-bit.
     exact.prepare_model(
-        self, skip=() if exact_transforms else self.transform_modules())
+        self, skip=() if exact_transforms else self.transform_modules(),
+        fast=self.transform_modules() if exact_transforms else ())
     self.exact_transforms = bool(exact_transforms)
     self._frozen = True
     self._build_coding_functions()

@@ -1,0 +1,111 @@
+"""The int8-digit convolutions of g_a and g_s (tfcodec/layers/digits.py):
+the same integer sums as a float64 convolution, on either path."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcodec.layers import digits
+
+# (kernel size, stride, transposed, input height, width)
+GEOMETRIES = [(5, 2, False, 16, 24), (3, 1, False, 9, 7), (1, 1, False, 8, 8),
+              (3, 2, False, 7, 9), (5, 2, True, 8, 12), (3, 2, True, 5, 7),
+              (4, 2, True, 6, 6), (3, 1, True, 5, 5)]
+
+
+@pytest.mark.parametrize("int8", [True, False])
+@pytest.mark.parametrize("size,stride,transposed,height,width", GEOMETRIES)
+def test_digit_sums_equal_float64_convolution(size, stride, transposed,
+                                              height, width, int8):
+  if int8 and not digits.int8_products_available():
+    pytest.skip("no oneDNN int8 products in this build")
+  rng = np.random.default_rng(size * 100 + stride * 10 + height)
+  in_channels, out_channels = 6, 5
+  # The extremes of both ranges, then random values.
+  activations = rng.integers(-2 ** 13, 2 ** 13,
+                             (1, height, width, in_channels))
+  activations.flat[:2] = [-2 ** 13, 2 ** 13 - 1]
+  shape = ((size, size, out_channels, in_channels) if transposed
+           else (size, size, in_channels, out_channels))
+  kernel = rng.integers(-digits.WEIGHT_LIMIT, digits.WEIGHT_LIMIT + 1, shape)
+  kernel.flat[:2] = [-digits.WEIGHT_LIMIT, digits.WEIGHT_LIMIT]
+  x = activations.astype(np.float64)
+  w = kernel.astype(np.float64)
+  if transposed:
+    want = tf.nn.conv2d_transpose(
+        x, w, [1, height * stride, width * stride, out_channels], stride,
+        "SAME").numpy()
+  else:
+    want = tf.nn.conv2d(x, w, stride, "SAME").numpy()
+  convolution = digits.DigitConvolution(w, (stride, stride), transposed)
+  convolution.use_int8 = int8
+  got = convolution(tf.constant(activations, tf.float32)).numpy()
+  np.testing.assert_array_equal(got, want)
+
+
+def test_quantize_kernel_keeps_two_digits():
+  rng = np.random.default_rng(3)
+  kernel = rng.normal(size=(3, 3, 4, 7)) * np.exp2(rng.integers(-20, 20, 7))
+  integers, shift = digits.quantize_kernel(kernel, 3)
+  assert np.abs(integers).max() <= digits.WEIGHT_LIMIT
+  # Each channel uses its range: its peak lands in the top octave.
+  peaks = np.abs(integers).max(axis=(0, 1, 2))
+  assert (peaks >= 2 ** 13 - 1).all(), peaks
+  # Rounded to the nearest step of the channel's grid.
+  assert (np.abs(integers * np.exp2(-shift) - kernel)
+          <= .5 * np.exp2(-shift)).all()
+
+
+def test_quantize_activations_range_and_scale():
+  x = tf.constant([[[[3.0, -0.001], [1.5, -3.0]]]])
+  integers, shift = digits.quantize_activations(x)
+  assert int(shift[0, 0, 0, 0]) == 11  # 3 = 1.5 * 2^1: 3 * 2^11 in [2^12, 2^13)
+  np.testing.assert_array_equal(integers.numpy().ravel(),
+                                [6144, -2, 3072, -6144])
+  big = tf.constant([[[[1.0, -1.0, 0.99999994]]]])
+  integers, _ = digits.quantize_activations(big)
+  assert integers.numpy().max() <= 2 ** 13 - 1
+  assert integers.numpy().min() >= -2 ** 13
+
+
+@pytest.mark.parametrize("name", ["bmshj2018-hyperprior", "cheng2020-anchor"])
+def test_models_on_digits_round_trip_and_match_the_float64_fallback(
+    monkeypatch, name):
+  """Tiny models' convolutions are below the fan-in where the transforms
+  switch to digits, so this lowers it: every g_a / g_s convolution (strided,
+  transposed, sub-pixel) then runs on digits. Decoding equals the encoder-side
+  reconstruction, and the float64 fallback (what runs without oneDNN)
+  decodes the same file to the same pixels."""
+  from conftest import random_image
+  from tfcodec.layers import exact
+  from tfcodec.models import create_model
+  from tfcodec.models.base import pad_to_multiple
+  from tfcodec.testing import TINY
+  monkeypatch.setattr(exact, "DIGITS_MIN_FAN_IN", 1)
+  tf.keras.utils.set_random_seed(21)
+  model = create_model(name, **TINY)
+  model.freeze()
+  convolutions = [m._digits for m in model.submodules  # pylint: disable=protected-access
+                  if getattr(m, "_digits", None) is not None]
+  transforms = [m for t in model.transform_modules() for m in t.submodules
+                if isinstance(m, exact._ExactMixin)]  # pylint: disable=protected-access
+  assert len(convolutions) == len(transforms) > 4
+  image = random_image(65, 97, seed=5)
+  size = tf.constant([65, 97])
+  strings, shapes = model.compress(image)
+  decoded = model.decompress(strings, shapes, size).numpy()
+  x = pad_to_multiple(tf.constant(image, tf.float32)[None] / 255., model.stride)
+  if hasattr(model, "encode_latents"):
+    # Context models: the coder's own y_hat (the forward pass's context
+    # sees round(y), not the decoded neighbours).
+    x_hat = model.g_s(model.encode_latents(x)[2])
+  else:
+    x_hat = model(x, training=False)["x_hat"]
+  encoder_side = model._to_image(x_hat, size)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(decoded, encoder_side.numpy())
+  for convolution in convolutions:
+    convolution.use_int8 = False
+  model._build_coding_functions()  # pylint: disable=protected-access
+  np.testing.assert_array_equal(
+      model.decompress(strings, shapes, size).numpy(), decoded)
+  assert model.compress(image)[0][0].numpy() == strings[0].numpy()

@@ -1,0 +1,279 @@
+"""Fast exact convolutions for the transforms: int8 digit products.
+
+tfcodec.layers.exact makes coding independent of threads and kernels by
+computing every convolution on integers whose sums are exact in float64. For
+g_a and g_s that costs most of the coding time: float64 convolutions run on
+Eigen, about a fifth of float32's speed and a fiftieth of int8's on a CPU
+with AMX or VNNI (bench/codec_speed.py, docs/ARCHITECTURE.md).
+
+Here the same idea runs on int8 matrix products, whose int32 sums are exact
+in any order. An activation a (14 bits, per image) is offset to
+u = a + 2^13 in [0, 2^14) and written as two base-128 digits,
+u = 128 d1 + d0; a weight w (about 14 bits, per output channel) as
+w = 128 e1 + e0 with e1 in [-127, 127] and e0 in [-64, 63]. Then
+
+    sum a w = 2^14 sum d1 e1 + 2^7 (sum d1 e0 + sum d0 e1) + sum d0 e0
+              - 2^13 sum w,
+
+four int8 products (one oneDNN `QuantizedMatMulWithBias` of the digit
+patches stacked [d1; d0] by the kernel digits [e1 | e0]) and a per-channel
+constant, combined in float64 where every term is an exact integer. Digits
+below 128 keep each pair of products below 2^15, so the AVX2 kernels
+(vpmaddubsw, which saturates at 16 bits) are exact too.
+
+Where the oneDNN kernel is missing (TF_ENABLE_ONEDNN_OPTS=0, other builds)
+or fails its probe, the same integer sums are computed by a float64
+convolution of a and w: the same numbers, bit for bit, only slower. So
+bytes and pixels do not depend on which path ran.
+
+Transposed convolutions become one stride-1 convolution with s*s times the
+output channels followed by depth_to_space (the sub-pixel form), which is
+the same sum of the same integer products.
+
+Precision: 14-bit activations and ~14-bit weights instead of exact.py's
+20 / 19. On Kodak (bmshj2018-hyperprior q3, six images) decoded PSNR moved
+by 0.0001 dB; 8-bit weights (one digit) would have cost 0.02 dB.
+"""
+
+import functools
+
+import numpy as np
+import tensorflow as tf
+
+# a in [-2^13, 2^13): u = a + 2^13 has two base-128 digits.
+ACTIVATION_OFFSET = 2 ** 13
+# w = 128 e1 + e0 with e1 = floor((w + 64) / 128) in [-127, 127].
+WEIGHT_LIMIT = 127 * 128 + 63
+DIGIT = 128
+
+
+def quantize_kernel(kernel, out_axis):
+  """numpy kernel -> (integer-valued float64 kernel with |w| <= WEIGHT_LIMIT,
+  int64 shift per output channel): kernel ~= integers * 2^-shift."""
+  kernel = np.asarray(kernel, np.float64)
+  axes = tuple(i for i in range(kernel.ndim) if i != out_axis)
+  peak = np.maximum(np.abs(kernel).max(axis=axes), 2. ** -100)
+  # peak = m 2^e with m in [0.5, 1) (frexp reads the exponent exactly), so
+  # peak * 2^(14 - e) = m 2^14 in [2^13, 2^14); one less where that rounds
+  # above the limit.
+  mantissa, exponent = np.frexp(peak)
+  shift = 14 - exponent.astype(np.int64)
+  shift -= (mantissa * 2. ** 14 > WEIGHT_LIMIT).astype(np.int64)
+  shape = [1] * kernel.ndim
+  shape[out_axis] = -1
+  integers = np.round(kernel * np.exp2(shift).reshape(shape))
+  assert np.abs(integers).max() <= WEIGHT_LIMIT
+  return integers, shift
+
+
+def quantize_activations(x):
+  """float NHWC -> (integer-valued float32 in [-2^13, 2^13), int32 shift
+  [B,1,1,1]) per image: x ~= integers * 2^-shift.
+
+  In float32: scaling by a power of two and rounding are exact there too,
+  and half the memory traffic of float64 (this runs on every activation of
+  g_a and g_s)."""
+  x = tf.cast(x, tf.float32)
+  x = tf.where(tf.math.is_finite(x), x, tf.zeros_like(x))
+  peak = tf.reduce_max(tf.abs(x), axis=[1, 2, 3], keepdims=True)
+  peak = tf.clip_by_value(peak, 2. ** -100, 2. ** 100)
+  # floor(log2(peak)) from the exponent bits; peak * 2^shift in
+  # [2^12, 2^13), and only +peak can round up to 2^13.
+  exponent = tf.bitwise.right_shift(tf.bitcast(peak, tf.int32), 23) - 127
+  shift = 12 - exponent
+  scale = tf.bitcast(tf.bitwise.left_shift(shift + 127, 23), tf.float32)
+  integers = tf.round(x * scale)
+  return tf.clip_by_value(integers, -ACTIVATION_OFFSET,
+                          ACTIVATION_OFFSET - 1.), shift
+
+
+def subpixel_kernel(kernel, stride):
+  """A "same" conv2d_transpose kernel [kh, kw, out, in] -> (kernel of the
+  equivalent stride-1 convolution [kh', kw', in, stride^2 * out], padding
+  [[top, bottom], [left, right]]), whose output through depth_to_space(stride)
+  is the transposed convolution's, product for product."""
+  kernel = np.asarray(kernel)
+
+  def taps(size):
+    # conv2d_transpose is the gradient of a "same" conv2d, whose input of
+    # n = H * stride is padded by pad_before = max(size - stride, 0) // 2:
+    # output j = q * stride + p reads input q - m through tap
+    # m * stride + p + pad_before.
+    pad_before = max(size - stride, 0) // 2
+    per_phase = []
+    for phase in range(stride):
+      per_phase.append([(-m, m * stride + phase + pad_before)
+                        for m in range(-size, size + 1)
+                        if 0 <= m * stride + phase + pad_before < size])
+    offsets = [d for phase in per_phase for d, _ in phase]
+    return per_phase, min(offsets), max(offsets)
+
+  rows, row_lo, row_hi = taps(kernel.shape[0])
+  cols, col_lo, col_hi = taps(kernel.shape[1])
+  out_channels, in_channels = kernel.shape[2], kernel.shape[3]
+  result = np.zeros((row_hi - row_lo + 1, col_hi - col_lo + 1, in_channels,
+                     stride * stride * out_channels), kernel.dtype)
+  for row_phase, row_taps in enumerate(rows):
+    for col_phase, col_taps in enumerate(cols):
+      block = (row_phase * stride + col_phase) * out_channels
+      for row_offset, row_tap in row_taps:
+        for col_offset, col_tap in col_taps:
+          result[row_offset - row_lo, col_offset - col_lo, :,
+                 block:block + out_channels] = kernel[row_tap, col_tap].T
+  return result, [[-row_lo, row_hi], [-col_lo, col_hi]]
+
+
+@functools.lru_cache(maxsize=None)
+def int8_products_available():
+  """Whether oneDNN's QuantizedMatMulWithBias runs here and returns exact
+  integer products of digits below 128 (checked once per process)."""
+  rng = np.random.default_rng(0)
+  left = rng.integers(0, DIGIT, (37, 300))
+  right = rng.integers(-127, 128, (300, 19))
+  try:
+    got = _digit_matmul(tf.constant(left, tf.uint8), tf.constant(right, tf.int8))
+    return bool(np.array_equal(got.numpy().astype(np.int64),
+                               left.astype(np.int64) @ right))
+  except (tf.errors.OpError, NotImplementedError, TypeError, ValueError):
+    return False
+
+
+def _digit_matmul(left, right):
+  """uint8 [M, K] (values < 128) @ int8 [K, N] -> int32 [M, N], exactly."""
+  columns = right.shape[1]
+  products = tf.raw_ops.QuantizedMatMulWithBias(
+      a=tf.bitcast(left, tf.quint8), b=tf.bitcast(right, tf.qint8),
+      bias=tf.zeros([columns], tf.qint32), min_a=0., max_a=255.,
+      min_b=-127., max_b=127., Toutput=tf.qint32,
+      input_quant_mode="SCALED")[0]
+  return tf.bitcast(products, tf.int32)
+
+
+def fold_stride(kernel, stride):
+  """A stride-s kernel [kh, kw, in, out] -> the stride-1 kernel [ceil(kh/s),
+  ceil(kw/s), s * s * in, out] that computes the same sums over
+  space_to_depth(s) of the (padded) input; the added taps are zero."""
+  kh, kw, channels, out = kernel.shape
+  fh, fw = -(-kh // stride), -(-kw // stride)
+  padded = np.zeros((fh * stride, fw * stride, channels, out), kernel.dtype)
+  padded[:kh, :kw] = kernel
+  padded = padded.reshape(fh, stride, fw, stride, channels, out)
+  return padded.transpose(0, 2, 1, 3, 4, 5).reshape(
+      fh, fw, stride * stride * channels, out)
+
+
+class DigitConvolution:
+  """The integer sums of a convolution ("same" padding), forward or
+  transposed, from integer activations: int8 digit products where oneDNN has
+  them, otherwise float64 (the same sums)."""
+
+  def __init__(self, integers, strides, transposed=False):
+    """integers: integer-valued kernel from `quantize_kernel`, [kh, kw, in,
+    out] (or [kh, kw, out, in] when `transposed`)."""
+    stride = int(strides[0])
+    if tuple(strides) != (stride, stride):
+      raise NotImplementedError("square strides only")
+    if transposed:
+      integers, self._padding = subpixel_kernel(integers, stride)
+      self.stride, self.block = 1, stride
+    else:
+      self._padding = None
+      self.stride, self.block = stride, 1
+    self.kernel_size = integers.shape[:2]
+    self.out_channels = integers.shape[3]
+    self._kernel = tf.constant(integers, tf.float64)
+    # The int8 path: stride folded into channels, so that each tap's patch
+    # is a contiguous slice (strided slices of uint8 ran at ~30 MB/s).
+    folded = fold_stride(integers, self.stride)
+    self._folded_size = folded.shape[:2]
+    self._folded_channels = folded.shape[2]
+    flat = folded.reshape(-1, self.out_channels)
+    self._depth = flat.shape[0]  # taps * channels: the patches' length
+    high = np.floor((flat + DIGIT // 2) / DIGIT)
+    low = flat - DIGIT * high
+    self._digits = tf.constant(np.concatenate([high, low], axis=1), tf.int8)
+    self._offset_sums = tf.constant(ACTIVATION_OFFSET * flat.sum(axis=0),
+                                    tf.float64)
+    self.use_int8 = int8_products_available()
+
+  def _same_paddings(self, shape):
+    """([[top, bottom], [left, right]], output [H', W']) of the stride-1 (or
+    strided "same") convolution for the input's spatial shape."""
+    if self._padding is not None:
+      paddings = tf.constant(self._padding, tf.int32)
+      return paddings, shape[1:3]
+    paddings, sizes = [], []
+    for axis, size in enumerate(self.kernel_size):
+      length = shape[1 + axis]
+      out = (length + self.stride - 1) // self.stride
+      total = tf.maximum((out - 1) * self.stride + size - length, 0)
+      paddings.append(tf.stack([total // 2, total - total // 2]))
+      sizes.append(out)
+    return tf.stack(paddings), tf.stack(sizes)
+
+  def __call__(self, integers):
+    """integers [1, H, W, in] float32 (from `quantize_activations`) -> float64 sums
+    [1, H', W', out] (H' = H * stride for a transposed convolution)."""
+    if self.use_int8:
+      sums = self._int8_sums(integers)
+    else:
+      paddings, _ = self._same_paddings(tf.shape(integers))
+      padded = tf.pad(tf.cast(integers, tf.float64), tf.concat([[[0, 0]], paddings, [[0, 0]]], 0))
+      sums = tf.nn.conv2d(padded, self._kernel, self.stride, "VALID")
+    if self.block > 1:
+      sums = tf.nn.depth_to_space(sums, self.block)
+    return sums
+
+  def _int8_sums(self, integers):
+    shape = tf.shape(integers)
+    paddings, out_size = self._same_paddings(shape)
+    # Pad the bottom and right further, to whole stride blocks covering
+    # every folded tap; the extra values meet zero taps only.
+    fh, fw = self._folded_size
+    needed = self.stride * (out_size + tf.constant([fh - 1, fw - 1]))
+    extra = needed - (shape[1:3] + paddings[:, 0] + paddings[:, 1])
+    paddings = tf.stack([paddings[:, 0], paddings[:, 1] + extra], axis=1)
+    # u = a + 2^13 in [0, 2^14) and its two base-128 digits.
+    offset = tf.cast(integers[0], tf.int32) + ACTIVATION_OFFSET
+    planes = tf.cast(tf.stack([tf.bitwise.right_shift(offset, 7),
+                               tf.bitwise.bitwise_and(offset, DIGIT - 1)]),
+                     tf.uint8)
+    full = tf.concat([[[0, 0]], paddings, [[0, 0]]], 0)
+    # Padding is a = 0, i.e. u = 2^13: digits 64 and 0.
+    planes = tf.concat([
+        tf.pad(planes[:1], full, constant_values=ACTIVATION_OFFSET // DIGIT),
+        tf.pad(planes[1:], full)], 0)
+    if self.stride > 1:
+      planes = tf.nn.space_to_depth(planes, self.stride)
+    patches = self._patches(planes, out_size)
+    products = _digit_matmul(tf.reshape(patches, (-1, self._depth)),
+                             self._digits)
+    products = tf.cast(products, tf.float64)
+    channels = self.out_channels
+    high_rows, low_rows = tf.split(products, 2, axis=0)
+    sums = (2. ** 14 * high_rows[:, :channels]
+            + DIGIT * (high_rows[:, channels:] + low_rows[:, :channels])
+            + low_rows[:, channels:] - self._offset_sums)
+    return tf.reshape(sums, tf.concat([[1], out_size, [channels]], 0))
+
+  def _patches(self, planes, out_size):
+    """[2, Hf, Wf, C] -> [2, H', W', fh * fw * C] in the folded kernel's
+    (row, column, channel) order: one contiguous slice per tap, joined as
+    int64 words where the channels allow (a concat of uint8 rows is ~10x
+    slower)."""
+    fh, fw = self._folded_size
+    if (fh, fw) == (1, 1):
+      return planes
+    channels = self._folded_channels
+    words = channels % 8 == 0
+    if words:
+      shape = tf.shape(planes)
+      planes = tf.bitcast(tf.reshape(
+          planes, tf.concat([shape[:3], [channels // 8, 8]], 0)), tf.int64)
+    taps = [planes[:, row:row + out_size[0], col:col + out_size[1], :]
+            for row in range(fh) for col in range(fw)]
+    patches = tf.concat(taps, axis=-1)
+    if words:
+      patches = tf.reshape(tf.bitcast(patches, tf.uint8),
+                           tf.concat([[2], out_size, [-1]], 0))
+    return patches
