@@ -29,7 +29,7 @@ flags.DEFINE_bool("exact_transforms", True,
                   "Run the analysis/synthesis transforms in exact integer "
                   "arithmetic (the default: the same bytes on every machine and "
                   "thread setting). --noexact_transforms runs them in "
-                  "float32, 3-4x faster; the entropy parameters stay exact, "
+                  "float32, about 2-3x faster; the entropy parameters stay exact, "
                   "so files still decode anywhere, but the bytes may differ in the "
                   "last bit across machines.")
 flags.DEFINE_integer("refine_steps", 0,

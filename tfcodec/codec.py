@@ -29,7 +29,7 @@ _MODEL_CACHE = {}
 def get_model(name, quality, metric="mse", exact_transforms=True):
   """A frozen model with shipped weights, loaded once per process.
 
-  `exact_transforms=False`: g_a / g_s in float32, 3-4x faster; files still
+  `exact_transforms=False`: g_a / g_s in float32, 2-3x faster; files still
   decode anywhere, but bytes and pixels may differ across machines and
   thread settings in the last bit (see CompressionModel.freeze)."""
   key = (name, int(quality), metric, bool(exact_transforms))
