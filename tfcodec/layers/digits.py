@@ -66,6 +66,14 @@ def quantize_kernel(kernel, out_axis):
   return integers, shift
 
 
+def power_of_two_scale(peak, bits):
+  """Normal float32 peak -> (int32 shift, float32 2^shift) with peak * 2^shift
+  in [2^(bits-1), 2^bits), read from the exponent bits (exact)."""
+  exponent = tf.bitwise.right_shift(tf.bitcast(peak, tf.int32), 23) - 127
+  shift = (bits - 1) - exponent
+  return shift, tf.bitcast(tf.bitwise.left_shift(shift + 127, 23), tf.float32)
+
+
 def quantize_activations(x):
   """float NHWC -> (integer-valued float32 in [-2^13, 2^13), int32 shift
   [B,1,1,1]) per image: x ~= integers * 2^-shift.
@@ -77,11 +85,8 @@ def quantize_activations(x):
   x = tf.where(tf.math.is_finite(x), x, tf.zeros_like(x))
   peak = tf.reduce_max(tf.abs(x), axis=[1, 2, 3], keepdims=True)
   peak = tf.clip_by_value(peak, 2. ** -100, 2. ** 100)
-  # floor(log2(peak)) from the exponent bits; peak * 2^shift in
-  # [2^12, 2^13), and only +peak can round up to 2^13.
-  exponent = tf.bitwise.right_shift(tf.bitcast(peak, tf.int32), 23) - 127
-  shift = 12 - exponent
-  scale = tf.bitcast(tf.bitwise.left_shift(shift + 127, 23), tf.float32)
+  # peak * 2^shift in [2^12, 2^13), and only +peak can round up to 2^13.
+  shift, scale = power_of_two_scale(peak, 13)
   integers = tf.round(x * scale)
   return tf.clip_by_value(integers, -ACTIVATION_OFFSET,
                           ACTIVATION_OFFSET - 1.), shift

@@ -76,13 +76,8 @@ def quantize_activations(x):
   peak = tf.reduce_max(tf.abs(x), axis=[1, 2, 3], keepdims=True)
   peak = tf.maximum(peak, tf.constant(2. ** -100, x.dtype))
   if x.dtype == tf.float32:
-    exponent = tf.cast(
-        tf.bitwise.right_shift(tf.bitcast(peak, tf.int32), 23) - 127,
-        tf.int64)
-    shift = (ACTIVATION_BITS - 1) - exponent
-    scale = tf.bitcast(tf.bitwise.left_shift(tf.cast(shift, tf.int32) + 127,
-                                             23), tf.float32)
-    return tf.cast(tf.round(x * scale), tf.float64), shift
+    shift, scale = digits.power_of_two_scale(peak, ACTIVATION_BITS)
+    return tf.cast(tf.round(x * scale), tf.float64), tf.cast(shift, tf.int64)
   shift = (ACTIVATION_BITS - 1) - _floor_log2(peak)
   return tf.round(x * _pow2(shift)), shift
 
@@ -266,11 +261,11 @@ class GDN(tfc.GDN):
       pool = tf.math.sqrt(pool)
     return inputs * pool if self.inverse else inputs / pool
 
-  def prepare_exact(self, fast=False):
+  def prepare_exact(self):
+    # No int8-digit form: a 1x1 over the channels is too small a fan-in for
+    # the digits to pay (prepare_model gives `fast` to convolutions only).
     alpha, epsilon = self._fixed_form()
     gamma = self.gamma.numpy()  # [in, out]
-    # 1x1 over the channels: too small a fan-in for the digits to pay.
-    del fast
     integers, shift = quantize_kernel(gamma[None, None], 3)
     self._exact = (tf.constant(integers, tf.float64),
                    tf.constant(shift, tf.int64),
@@ -293,7 +288,7 @@ class GDN(tfc.GDN):
 def prepare_model(model, skip=(), fast=()):
   """Switches every exact-capable layer of `model` to the integer path,
   except those inside the modules in `skip`, which are switched (back) to
-  their float path; convolutions and GDNs inside the modules in `fast` take
+  their float path; convolutions inside the modules in `fast` take
   the int8-digit integer path (tfcodec.layers.digits). Returns the number
   switched to an integer path."""
 
@@ -314,7 +309,7 @@ def prepare_model(model, skip=(), fast=()):
       module._exact = None
       if hasattr(module, "_digits"):
         module._digits = None
-    elif id(module) in fast_ids and isinstance(module, (_ExactMixin, GDN)):
+    elif id(module) in fast_ids and isinstance(module, _ExactMixin):
       module.prepare_exact(fast=True)
       count += 1
     else:
