@@ -132,7 +132,8 @@ def test_bad_bitstreams_each_get_one_clear_line(tmp_path, tiny_models):
 def _huge_header():
   """A tiled header claiming 65536 x 65536 pixels (over MAX_PIXELS), CRC valid."""
   model_id = bitstream.MODEL_IDS[MODEL]
-  body = b"TFCI" + struct.pack(">BBBBIHHH", 6, model_id, 1, 0, 0, 65535, 65535,
+  body = b"TFCI" + struct.pack(">BBBBIHHH", bitstream.VERSION_TILED, model_id,
+                               1, 0, 0, 65535, 65535,
                                1024)
   return _with_crc(body)
 

@@ -19,7 +19,7 @@ def sample():
 def test_round_trip_and_layout():
   stream = sample()
   data = stream.to_bytes()
-  assert data[:4] == MAGIC and data[4] == 5
+  assert data[:4] == MAGIC and data[4] == 7
   assert Bitstream.from_bytes(data) == stream
   # header: magic 4, version 1, model id 1, quality 1, metric 1, weights id 4,
   # H - 1 and W - 1 2 + 2, strings 1 + (4 + 3) + (4 + 70), crc 4
@@ -75,19 +75,21 @@ def test_truncated_file_is_a_clear_error(length):
 
 def test_newer_version_is_refused():
   data = bytearray(sample().to_bytes())
-  data[4] = 7  # versions 5 (untiled) and 6 (tiled) exist
-  with pytest.raises(FormatError, match="version 7 is not supported"):
+  data[4] = 9  # versions 7 (untiled) and 8 (tiled) exist
+  with pytest.raises(FormatError, match="version 9 is not supported"):
     Bitstream.from_bytes(_with_crc(data[:-4]))
 
 
 @pytest.mark.parametrize("version,writer", [(1, "0.1.x"), (2, "0.1.x"),
-                                            (3, "0.2.x"), (4, "0.2.x")])
+                                            (3, "0.2.x"), (4, "0.2.x"),
+                                            (5, "0.3.x"), (6, "0.3.x")])
 def test_legacy_versions_are_refused_with_a_re_encode_hint(version, writer):
   # 1 and 2 coded Gaussians with truncated scale indexes (decoding them with
   # today's rounded indexes would give a wrong image); 3 and 4 had the long
-  # header. Refused by version, before the rest is parsed.
+  # header; 5 and 6 computed context models' entropy parameters with other
+  # arithmetic. Refused by version, before the rest is parsed.
   data = bytearray(sample().to_bytes())
-  assert data[4] == 5
+  assert data[4] == 7
   data[4] = version
   with pytest.raises(FormatError, match=f"version {version} was written by "
                      f"tfcodec {writer}.*re-encode"):

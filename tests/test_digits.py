@@ -68,7 +68,55 @@ def test_quantize_activations_range_and_scale():
   assert integers.numpy().min() >= -2 ** 13
 
 
-@pytest.mark.parametrize("name", ["bmshj2018-hyperprior", "cheng2020-anchor"])
+def _digit_row_dense(kernel, bias, int8):
+  dense = digits.DigitRowDense(kernel, bias, tf.nn.leaky_relu)
+  if not int8:
+    dense.use_int8 = False
+    dense._kernel = digits.quantize_columns(kernel)[0]
+  return dense
+
+
+@pytest.mark.parametrize("int8", [True, False])
+def test_digit_row_dense_is_per_row_exact_and_close_to_float(int8):
+  """The wavefront loop's per-step networks: a row's result does not depend
+  on the rows beside it (each step codes another set of positions), on
+  tracing or on the path (int8 digits or the float64 fallback), and stays
+  within 14 bits of the float network."""
+  if int8 and not digits.int8_products_available():
+    pytest.skip("no oneDNN int8 products in this build")
+  rng = np.random.default_rng(11)
+  kernel = tf.constant(rng.normal(size=(300, 40)) * .05, tf.float32)
+  bias = tf.constant(rng.normal(size=40), tf.float32)
+  # Rows of very different magnitudes: each keeps its own 14 bits.
+  x = tf.constant(rng.normal(size=(23, 300))
+                  * 10. ** rng.integers(-4, 4, (23, 1)), tf.float32)
+  dense = _digit_row_dense(kernel, bias, int8)
+  full = dense(x).numpy()
+  parts = np.concatenate([dense(x[:1]).numpy(), dense(x[1:9]).numpy(),
+                          dense(x[9:]).numpy()])
+  np.testing.assert_array_equal(parts, full)
+  traced = tf.function(lambda rows: _digit_row_dense(kernel, bias, int8)(rows))
+  np.testing.assert_array_equal(traced(x).numpy(), full)
+  other = _digit_row_dense(kernel, bias, not int8 or
+                           not digits.int8_products_available())
+  np.testing.assert_array_equal(other(x).numpy(), full)
+  want = tf.nn.leaky_relu(x @ kernel + bias).numpy()
+  row_peaks = np.abs(want).max(axis=1, keepdims=True)
+  assert (np.abs(full - want) <= 2e-3 * row_peaks + 1e-6).all()
+
+
+def test_quantize_columns_is_quantize_kernel_in_graph_ops():
+  rng = np.random.default_rng(5)
+  kernel = rng.normal(size=(50, 9)) * np.exp2(rng.integers(-20, 20, 9))
+  want, want_shift = digits.quantize_kernel(kernel.astype(np.float32), 1)
+  got, shift = digits.quantize_columns(tf.constant(kernel, tf.float32))
+  np.testing.assert_array_equal(got.numpy(), want)
+  np.testing.assert_array_equal(shift.numpy(), want_shift)
+
+
+@pytest.mark.parametrize("name", [
+    "bmshj2018-hyperprior",
+    pytest.param("cheng2020-anchor", marks=pytest.mark.slow)])
 def test_models_on_digits_round_trip_and_match_the_float64_fallback(
     monkeypatch, name):
   """Tiny models' convolutions are below the fan-in where the transforms

@@ -1,4 +1,4 @@
-"""Tiled coding (format version 6) and the documented size limits."""
+"""Tiled coding (format version 8) and the documented size limits."""
 
 import struct
 import zlib
@@ -18,7 +18,7 @@ def test_tiled_round_trip(tiny_models, name):
   image = random_image(150, 100, seed=5)
   data = codec.encode_image(model, image, 1, tile_size=64)
   stream = Bitstream.from_bytes(data)
-  assert data[4] == 6 and stream.tile_size == 64 and stream.tile_grid() == (3, 2)
+  assert data[4] == bitstream.VERSION_TILED == 8 and stream.tile_size == 64 and stream.tile_grid() == (3, 2)
   assert len(stream.tiles) == 6
   out = codec.decode_bytes(data, model=model)
   assert out.shape == image.shape
@@ -33,8 +33,8 @@ def test_automatic_tiling_threshold(tiny_models, monkeypatch):
   model = tiny_models["bmshj2018-factorized"]
   monkeypatch.setattr(codec, "TILE_THRESHOLD", 64 * 64)
   monkeypatch.setattr(codec, "TILE_SIZE", 64)
-  assert codec.encode_image(model, random_image(64, 64), 1)[4] == 5
-  assert codec.encode_image(model, random_image(65, 64), 1)[4] == 6
+  assert codec.encode_image(model, random_image(64, 64), 1)[4] == bitstream.VERSION == 7
+  assert codec.encode_image(model, random_image(65, 64), 1)[4] == bitstream.VERSION_TILED
 
 
 def test_tile_size_must_fit_the_model(tiny_models):
@@ -51,12 +51,12 @@ def _header(version, height, width, extra=b""):
 
 
 @pytest.mark.parametrize("data, message", [
-    (_header(5, 4096, 4096), "untiled image"),
-    (_header(6, 65536, 65536, struct.pack(">H", 1024)), "exceeds the maximum"),
-    (_header(6, 100, 100, struct.pack(">H", 8)), "tile size 8"),
-    (_header(6, 100, 100, struct.pack(">H", 4096)), "tile size 4096"),
-    (_header(6, 8192, 8192, struct.pack(">H", 64)), "exceed the maximum of"),
-    (_header(6, 2048, 2048, struct.pack(">H", 64)), "tiles cannot fit"),
+    (_header(7, 4096, 4096), "untiled image"),
+    (_header(8, 65536, 65536, struct.pack(">H", 1024)), "exceeds the maximum"),
+    (_header(8, 100, 100, struct.pack(">H", 8)), "tile size 8"),
+    (_header(8, 100, 100, struct.pack(">H", 4096)), "tile size 4096"),
+    (_header(8, 8192, 8192, struct.pack(">H", 64)), "exceed the maximum of"),
+    (_header(8, 2048, 2048, struct.pack(">H", 64)), "tiles cannot fit"),
 ], ids=["untiled-too-big", "too-many-pixels", "tile-too-small",
         "tile-too-big", "too-many-tiles", "tiles-missing"])
 def test_header_limits_are_checked_before_allocation(data, message):

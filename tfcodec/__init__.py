@@ -1,3 +1,3 @@
 """tfcodec: learned image compression in TensorFlow/Keras."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

@@ -18,9 +18,12 @@ the live taps of the masked kernel, runs the 1x1 entropy-parameter network on
 
 The encoder runs exactly this loop too (same ops, same batch shapes, same
 order), so the entropy parameters it codes with are the decoder's, bit for bit.
-The per-step networks use tfcodec.layers.exact's per-row arithmetic (every
-sum an integer below 2^52 in float64), so a position's outputs do not depend
-on the other positions of its step, the thread count or the kernel library;
+The per-step networks use per-row exact arithmetic (each row quantized on
+its own and every sum an exact integer: int8 digit products,
+tfcodec.layers.digits.DigitRowDense, for the masked convolution and the
+entropy-parameter network; tfcodec.layers.exact for Informer's attention), so
+a position's outputs do not depend on the other positions of its step, the
+thread count or the kernel library;
 their outputs are taken to float64 and snapped to grids (integer scale
 indexes, means on a 1/64 grid, mixture weights and log-scales likewise)
 before any table is built, and tables are computed in float64.

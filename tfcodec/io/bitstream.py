@@ -1,9 +1,9 @@
-"""The .tfci container (format versions 5 and 6). See docs/FORMAT.md.
+"""The .tfci container (format versions 7 and 8). See docs/FORMAT.md.
 
-Version 5 layout (one untiled image), all integers big-endian:
+Version 7 layout (one untiled image), all integers big-endian:
 
   magic        4 bytes  b"TFCI"
-  version      u8       5
+  version      u8       7
   model id     u8       MODEL_IDS[name]; 0: a u8 length and the ASCII
                         registry name follow (a model tfcodec does not number)
   quality      u8       1..8
@@ -14,7 +14,7 @@ Version 5 layout (one untiled image), all integers big-endian:
   n_strings    u8       entropy-coded strings, each u32 length + bytes
   crc32        u32      zlib.crc32 of every preceding byte
 
-Version 6 (a tiled image) is the same up to width, then
+Version 8 (a tiled image) is the same up to width, then
 
   tile size    u16      side of the square tiles, a multiple of the model stride
   then, for each tile in row-major order, n_strings + strings exactly as
@@ -25,9 +25,13 @@ the model's stride and downsampling factors (`codec.expected_latent_shapes`).
 For a 768x512 Kodak image the header and CRC of mbt2018-mean-vr take 29
 bytes; version 3's took 67 (0.7% of a 0.2 bpp file, of which 0.4% is saved).
 
-Versions 1 to 4 are refused by name with a re-encode hint: 1 and 2 coded
+Versions 1 to 6 are refused by name with a re-encode hint: 1 and 2 coded
 each Gaussian with its truncated scale index (later versions round it:
-`entropy.coding_scale_indexes`), 3 and 4 had the longer header.
+`entropy.coding_scale_indexes`), 3 and 4 had the longer header, 5 and 6
+(the layouts of 7 and 8) computed the context models' per-step networks at
+20 bits in float64 instead of 14-bit int8 digits
+(`tfcodec.layers.digits.DigitRowDense`), so their y strings decode to
+garbage under today's arithmetic.
 
 The decoder needs nothing but this file: the model, its quality and metric,
 and the image size travel inside; the weights id lets a decoder whose
@@ -44,8 +48,8 @@ import struct
 import zlib
 
 MAGIC = b"TFCI"
-VERSION = 5  # untiled; the only version the in-graph container speaks
-VERSION_TILED = 6
+VERSION = 7  # untiled; the only version the in-graph container speaks
+VERSION_TILED = 8
 SUPPORTED_VERSIONS = (VERSION, VERSION_TILED)
 # Versions an older tfcodec wrote, refused with a re-encode hint: which
 # tfcodec wrote them and what changed since.
@@ -54,6 +58,8 @@ LEGACY_VERSIONS = {
     2: ("0.1.x", "coded scale indexes truncated"),
     3: ("0.2.x", "had a longer header"),
     4: ("0.2.x", "had a longer header"),
+    5: ("0.3.x", "computed context models' entropy parameters differently"),
+    6: ("0.3.x", "computed context models' entropy parameters differently"),
 }
 METRICS = ("mse", "ms-ssim")
 # The one-byte model ids of the registered models. Fixed forever: a number
@@ -80,11 +86,11 @@ MAX_ITEMS = 16
 # At most 2^27 pixels (e.g. 16384 x 8192, 134 MP): the decoded image alone is
 # then 384 MiB of uint8, and everything else is bounded per tile.
 MAX_PIXELS = 1 << 27
-# An untiled (version 5) image is decoded in one piece; its peak memory grows
+# An untiled (version 7) image is decoded in one piece; its peak memory grows
 # with its area, so above this many pixels the encoder tiles and the decoder
 # refuses untiled files (2048 x 2048 decodes in well under 4 GiB).
 MAX_UNTILED_PIXELS = 2048 * 2048
-# Tile sides a version 6 file may declare; the upper end bounds per-tile memory.
+# Tile sides a version 8 file may declare; the upper end bounds per-tile memory.
 MIN_TILE_SIDE = 64
 MAX_TILE_SIDE = 2048
 # Each tile costs a model call, so the count is bounded too (the encoder's
@@ -104,7 +110,7 @@ class Bitstream:
   height: int
   width: int
   strings: list  # [bytes, ...] entropy-coded payloads (untiled files)
-  tile_size: int = 0  # 0: untiled (version 5); else the tile side (version 6)
+  tile_size: int = 0  # 0: untiled (version 7); else the tile side (version 8)
   tiles: list = dataclasses.field(default_factory=list)  # [[bytes, ...]]
   weights_id: int = 0  # models.base.weights_fingerprint of the coding model
 
@@ -192,7 +198,8 @@ class Bitstream:
       writer, change = LEGACY_VERSIONS[version]
       raise FormatError(f"format version {version} was written by tfcodec "
                         f"{writer}, which {change}; this tfcodec reads "
-                        "versions 5 and 6: re-encode the image")
+                        f"versions {VERSION} and {VERSION_TILED}: re-encode "
+                        "the image")
     if version not in SUPPORTED_VERSIONS:
       known = ", ".join(map(str, SUPPORTED_VERSIONS))
       raise FormatError(f"format version {version} is not supported (this "

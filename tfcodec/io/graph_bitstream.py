@@ -4,7 +4,7 @@
 produces the same bytes inside a graph, so that an exported SavedModel can
 emit and read whole `.tfci` files with nothing but TensorFlow and
 tensorflow-compression: the header, the u32-prefixed strings and the CRC32 are
-all ops (version 5 only: an exported model codes one untiled image at a
+all ops (version 7 only: an exported model codes one untiled image at a
 time). tests/test_export.py checks byte equality against `Bitstream`.
 
 CRC32 is zlib's (reflected polynomial 0xEDB88320, initial value and final XOR
@@ -246,7 +246,7 @@ def _u8(value):
 # -- encoding -------------------------------------------------------------------
 
 def encode(model, quality, metric, height, width, strings, weights_id=0):
-  """A whole version 5 .tfci file as a scalar string tensor, byte-identical
+  """A whole version 7 .tfci file as a scalar string tensor, byte-identical
   to `Bitstream(model, quality, metric, height, width, strings,
   weights_id=weights_id).to_bytes()`.
 
@@ -360,7 +360,7 @@ def _substr(data, pos, length, size):
 
 def decode(data, model, quality, metric, num_strings, checks=None,
            weights_id=0):
-  """Parses and validates a version 5 .tfci file (scalar string) in the graph.
+  """Parses and validates a version 7 .tfci file (scalar string) in the graph.
 
   The file must come from `model` at `quality` / `metric` with `weights_id`
   (an exported SavedModel decodes only its own model) and hold

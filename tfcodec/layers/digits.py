@@ -135,12 +135,15 @@ def int8_products_available():
   rng = np.random.default_rng(0)
   left = rng.integers(0, DIGIT, (37, 300))
   right = rng.integers(-127, 128, (300, 19))
-  try:
-    got = _digit_matmul(tf.constant(left, tf.uint8), tf.constant(right, tf.int8))
-    return bool(np.array_equal(got.numpy().astype(np.int64),
-                               left.astype(np.int64) @ right))
-  except (tf.errors.OpError, NotImplementedError, TypeError, ValueError):
-    return False
+  # Eagerly, also when first asked while a coder is being traced.
+  with tf.init_scope():
+    try:
+      got = _digit_matmul(tf.constant(left, tf.uint8),
+                          tf.constant(right, tf.int8))
+      return bool(np.array_equal(got.numpy().astype(np.int64),
+                                 left.astype(np.int64) @ right))
+    except (tf.errors.OpError, NotImplementedError, TypeError, ValueError):
+      return False
 
 
 def _digit_matmul(left, right):
@@ -282,3 +285,98 @@ class DigitConvolution:
       patches = tf.reshape(tf.bitcast(patches, tf.uint8),
                            tf.concat([[2], out_size, [-1]], 0))
     return patches
+
+
+def _frexp_exponent(positive):
+  """e with x = m 2^e, m in [0.5, 1), for positive normal float64 x (read
+  from the exponent bits, as np.frexp does)."""
+  return tf.bitwise.right_shift(tf.bitcast(positive, tf.int64), 52) - 1022
+
+
+def _pow2_float64(exponent):
+  return tf.bitcast(tf.bitwise.left_shift(tf.cast(exponent, tf.int64) + 1023,
+                                          52), tf.float64)
+
+
+def quantize_columns(kernel):
+  """kernel [K, N] (float tensor) -> (integer-valued float64 with |w| <=
+  WEIGHT_LIMIT, int64 shift [N]): `quantize_kernel` in graph ops, for
+  kernels read from variables inside a traced coder."""
+  kernel = tf.cast(kernel, tf.float64)
+  kernel = tf.where(tf.math.is_finite(kernel), kernel, tf.zeros_like(kernel))
+  peak = tf.clip_by_value(tf.reduce_max(tf.abs(kernel), axis=0),
+                          2. ** -100, 2. ** 100)
+  exponent = _frexp_exponent(peak)
+  mantissa = peak * _pow2_float64(-exponent)
+  shift = 14 - exponent - tf.cast(mantissa * 2. ** 14 > WEIGHT_LIMIT, tf.int64)
+  return tf.round(kernel * _pow2_float64(shift)), shift
+
+
+def quantize_rows(x):
+  """float [P, K] -> (integer-valued float32 in [-2^13, 2^13), int32 shift
+  [P, 1]) per row: x ~= integers * 2^-shift. `quantize_activations` with
+  one scale per row instead of per image."""
+  x = tf.cast(x, tf.float32)
+  x = tf.where(tf.math.is_finite(x), x, tf.zeros_like(x))
+  peak = tf.clip_by_value(tf.reduce_max(tf.abs(x), axis=-1, keepdims=True),
+                          2. ** -100, 2. ** 100)
+  shift, scale = power_of_two_scale(peak, 13)
+  integers = tf.round(x * scale)
+  return tf.clip_by_value(integers, -ACTIVATION_OFFSET,
+                          ACTIVATION_OFFSET - 1.), shift
+
+
+class DigitRowDense:
+  """x [P, K] -> activation(x @ kernel + bias) in float32 for the wavefront
+  coders: each row quantized on its own (14 bits) and the products summed
+  exactly (int8 digits on oneDNN, else float64), so a position's result does
+  not depend on which positions share its step, the threads or the kernels.
+
+  The fast form of `exact.RowDense` (20-bit rows, float64 products, ~3x
+  slower on the loop's few-row products); the two give different numbers,
+  so which one a coder uses is part of the file format (docs/FORMAT.md).
+  kernel [K, N] and bias [N] may be variables; they are quantized when the
+  object is made (once per coded image)."""
+
+  def __init__(self, kernel, bias=None, activation=None):
+    integers, shift = quantize_columns(kernel)
+    self.kernel_shift = shift
+    self.out_channels = int(integers.shape[1])
+    self.use_int8 = int8_products_available()
+    if self.use_int8:
+      high = tf.floor((integers + DIGIT // 2) / DIGIT)
+      low = integers - DIGIT * high
+      self._digits = tf.cast(tf.concat([high, low], axis=1), tf.int8)
+      self._offset_sums = ACTIVATION_OFFSET * tf.reduce_sum(integers, axis=0)
+    else:
+      self._kernel = integers
+    self.bias = None if bias is None else tf.cast(bias, tf.float32)
+    if activation is tf.keras.activations.linear:
+      activation = None
+    self.activation = activation
+
+  def sums(self, integers):
+    """integers [P, K] float32 (from `quantize_rows`) -> float64 [P, N]."""
+    if not self.use_int8:
+      return tf.matmul(tf.cast(integers, tf.float64), self._kernel)
+    offset = tf.cast(integers, tf.int32) + ACTIVATION_OFFSET
+    planes = tf.cast(tf.concat([tf.bitwise.right_shift(offset, 7),
+                                tf.bitwise.bitwise_and(offset, DIGIT - 1)],
+                               axis=0), tf.uint8)
+    products = tf.cast(_digit_matmul(planes, self._digits), tf.float64)
+    channels = self.out_channels
+    high_rows, low_rows = tf.split(products, 2, axis=0)
+    return (2. ** 14 * high_rows[:, :channels]
+            + DIGIT * (high_rows[:, channels:] + low_rows[:, :channels])
+            + low_rows[:, channels:] - self._offset_sums)
+
+  def __call__(self, x):
+    # Local import: exact imports this module.
+    from tfcodec.layers import exact
+    integers, shift = quantize_rows(x)
+    scaled = (self.sums(integers) * _pow2_float64(-tf.cast(shift, tf.int64))
+              * _pow2_float64(-self.kernel_shift))
+    outputs = tf.cast(scaled, tf.float32)
+    if self.bias is not None:
+      outputs = tf.nn.bias_add(outputs, self.bias)
+    return exact.apply_activation(self.activation, outputs)

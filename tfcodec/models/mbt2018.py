@@ -36,7 +36,7 @@ from tfcodec.entropy.context import (
     GaussianStepCoder, LIKELIHOOD_BOUND, NETWORK_DTYPE, WavefrontSchedule,
     gaussian_likelihood, lower_bound, run_wavefront)
 from tfcodec.entropy.mixture import MixtureStepCoder, mixture_likelihood
-from tfcodec.layers import conv, deconv, exact
+from tfcodec.layers import conv, deconv, digits
 from tfcodec.layers.masked import MaskedConv2D
 from tfcodec.models.base import CompressionModel
 from tfcodec.models.bmshj2018 import AnalysisTransform, SynthesisTransform
@@ -214,12 +214,12 @@ class EntropyParameters(tf.keras.Sequential):
                   name=f"conv_{len(hidden)}", dtype="float32"))
 
   def coding_layers(self):
-    """The network as `RowDense` matrices for the wavefront coder: each
+    """The network as `DigitRowDense` matrices for the wavefront coder: each
     position's parameters come out the same whichever positions share its
-    step (tfcodec.layers.exact)."""
-    return [exact.RowDense(layer.kernel[0, 0],
-                           layer.bias if layer.use_bias else None,
-                           layer.activation)
+    step (tfcodec.layers.digits)."""
+    return [digits.DigitRowDense(layer.kernel[0, 0],
+                                 layer.bias if layer.use_bias else None,
+                                 layer.activation)
             for layer in self.layers]
 
 
@@ -353,7 +353,8 @@ class JointContextModel(CompressionModel):
     """Runs the shared encoder/decoder loop; returns (y_hat, coder state)."""
     schedule = WavefrontSchedule(y_shape[0], y_shape[1])
     parameter_inputs = self.coding_side(side, y_shape)
-    context = exact.RowDense(self.context.causal_kernel(), self.context.bias)
+    context = digits.DigitRowDense(self.context.causal_kernel(),
+                                   self.context.bias)
     layers = self.entropy_parameters.coding_layers()
 
     def step_parameters(positions, neighbours):
