@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test rd fuzz determinism venv clean
+.PHONY: demo test test-all rd fuzz determinism venv clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@if [ "$(PYTHON)" = "none" ]; then \
@@ -28,7 +28,13 @@ demo: venv
 	$(PY) encoder.py --input_dir valid --output_dir bitstreams
 	$(PY) decoder.py --input_dir bitstreams --output_dir reconstructions --reference_dir valid
 
+# make test leaves out tests marked slow: further instances of checks it
+# already makes (every shipped weight file, every model's SavedModel); make
+# test-all runs everything.
 test: venv
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 -m "not slow" tests
+
+test-all: venv
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 # Measures every shipped weight and every baseline on Kodak (../shared/data/kodak)

@@ -21,11 +21,12 @@ def tiny_models(tiny_snapshots):
   """One frozen, randomly initialised tiny model per registered name.
 
   Built once from a fixed seed (tfcodec.testing) and cached with its
-  range-coding tables (a few seconds per model to build);
+  range-coding tables (a few seconds per model to build); each is restored
+  on first use, so a worker loads only the models its tests name;
   subprocesses (fuzz worker, determinism matrix) restore the same snapshots.
   """
   from tfcodec import testing
-  return testing.load_tiny_models(tiny_snapshots)
+  return testing.TinyModels(tiny_snapshots)
 
 
 @pytest.fixture(scope="session")

@@ -254,7 +254,12 @@ def test_varints_round_trip():
 
 # -- whole models ---------------------------------------------------------------
 
-@pytest.mark.parametrize("name", CONTEXT_MODELS)
+# A whole Kodak image in make test for the Gaussian and the mixture loop;
+# every context model codes odd sizes below (test_tiny_images_round_trip).
+@pytest.mark.parametrize("name", [
+    name if name in ("mbt2018", "cheng2020-gmm")
+    else pytest.param(name, marks=pytest.mark.slow)
+    for name in CONTEXT_MODELS])
 def test_decode_is_bit_exact_with_the_encoder(tiny_models, name):
   model = tiny_models[name]
   # A whole 768x512 Kodak image: 141 wavefront steps over a 32x48 latent.
@@ -281,9 +286,10 @@ def test_tiny_images_round_trip(tiny_models, name):
   assert codec.decode_bytes(data, model=model).shape == (1, 1, 3)
 
 
-@pytest.mark.parametrize("name,likelihood", [("cheng2020-anchor", "gmm"),
-                                             ("cheng2020-attn", "gmm"),
-                                             ("cheng2020-gmm", "gaussian")])
+@pytest.mark.parametrize("name,likelihood", [
+    pytest.param("cheng2020-anchor", "gmm", marks=pytest.mark.slow),
+    pytest.param("cheng2020-attn", "gmm", marks=pytest.mark.slow),
+    ("cheng2020-gmm", "gaussian")])
 def test_both_likelihoods_on_every_architecture(name, likelihood):
   tf.random.set_seed(1)
   model = create_model(name, N=8, M=8, likelihood=likelihood)
@@ -361,8 +367,7 @@ from conftest import random_image
 from tfcodec.models import create_model
 from tfcodec.testing import TINY_INFORMER
 out = []
-for name, likelihood in (("mbt2018", "gaussian"), ("cheng2020-gmm", "gmm"),
-                         ("informer", "gaussian")):
+for name, likelihood in [({name!r}, {likelihood!r})]:
   # Keras draws unseeded initializers from Python's and NumPy's generators.
   tf.keras.utils.set_random_seed(0)
   model = create_model(name, **dict(TINY_INFORMER) if name == "informer"
@@ -402,11 +407,19 @@ print("RESULT", ";".join(out))
 """
 
 
-def test_decoding_is_identical_across_threads_and_onednn(tmp_path):
+# The Gaussian and the mixture wavefront in make test; Informer (whose loop
+# adds exact.RowDense attention, per-row tested in test_exact_rows.py) under
+# make test-all.
+@pytest.mark.parametrize("name,likelihood", [
+    ("mbt2018", "gaussian"), ("cheng2020-gmm", "gmm"),
+    pytest.param("informer", "gaussian", marks=pytest.mark.slow)])
+def test_decoding_is_identical_across_threads_and_onednn(tmp_path, name,
+                                                         likelihood):
   """Encodes in each configuration, decodes the first one's files in each:
   the bytes and the decoded images must not depend on the configuration."""
   script = tmp_path / "run.py"
-  script.write_text(_DETERMINISM_SCRIPT.format(root=ROOT, tmp=str(tmp_path)))
+  script.write_text(_DETERMINISM_SCRIPT.format(
+      root=ROOT, tmp=str(tmp_path), name=name, likelihood=likelihood))
   results = {}
   # One setting changes at a time: threads (1 -> 2 with oneDNN on), then
   # oneDNN (on -> off with 2 threads), so a mismatch names its cause;

@@ -17,9 +17,13 @@ FAST_MODELS = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean")
 
 
 def test_every_strategy_changes_a_seed(tiny_models):
+  # Seeds of the fast architectures only: encoding three files with each of
+  # the twelve tiny models took ~370 s of make test; the mutators do not
+  # care which model wrote the bytes (make fuzz seeds with every model).
   import random
-  seeds = fuzz.seed_bitstreams(tiny_models)
-  assert len(seeds) == 3 * len(tiny_models)
+  fast = {name: tiny_models[name] for name in FAST_MODELS}
+  seeds = fuzz.seed_bitstreams(fast)
+  assert len(seeds) == 3 * len(fast)
   assert any(Bitstream.from_bytes(s).tiled for s in seeds)
   rng = random.Random(1)
   for name, (mutator, _) in sorted(fuzz.STRATEGIES.items()):

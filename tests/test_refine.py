@@ -27,7 +27,8 @@ def _padded(image, model):
   return pad_to_multiple(x, model.stride), tf.constant(image.shape[:2])
 
 
-@pytest.mark.parametrize("name", ["mbt2018-mean", "mbt2018-mean-vr"])
+@pytest.mark.parametrize("name", [
+    pytest.param("mbt2018-mean", marks=pytest.mark.slow), "mbt2018-mean-vr"])
 def test_refined_file_decodes_to_the_refined_latents(name):
   model = _tiny(name, 31)
   image = random_image(70, 90, seed=3)

@@ -113,6 +113,7 @@ def test_round_trip_is_bit_exact(tiny_models, image):
       decoded, model._to_image(x_hat, tf.constant([height, width])).numpy())
 
 
+@pytest.mark.slow
 def test_exports_like_the_library(tiny_models, tmp_path):
   """The SavedModel check of tests/test_export.py, here because the round
   trips above have traced tiny TCM's coder in this worker already."""
