@@ -157,6 +157,18 @@ def _digit_matmul(left, right):
   return tf.bitcast(products, tf.int32)
 
 
+def combine_digit_products(products, offset_sums):
+  """int32 products [2M, 2N] of the activation digit rows [d1; d0] by the
+  kernel digit columns [e1 | e0] -> the float64 sums sum a w [M, N], exact:
+  2^14 d1e1 + 2^7 (d1e0 + d0e1) + d0e0 - 2^13 sum w."""
+  products = tf.cast(products, tf.float64)
+  high_rows, low_rows = tf.split(products, 2, axis=0)
+  high_cols, cross_high = tf.split(high_rows, 2, axis=1)
+  cross_low, low_cols = tf.split(low_rows, 2, axis=1)
+  return (2. ** 14 * high_cols + DIGIT * (cross_high + cross_low) + low_cols
+          - offset_sums)
+
+
 def fold_stride(kernel, stride):
   """A stride-s kernel [kh, kw, in, out] -> the stride-1 kernel [ceil(kh/s),
   ceil(kw/s), s * s * in, out] that computes the same sums over
@@ -256,13 +268,9 @@ class DigitConvolution:
     patches = self._patches(planes, out_size)
     products = _digit_matmul(tf.reshape(patches, (-1, self._depth)),
                              self._digits)
-    products = tf.cast(products, tf.float64)
-    channels = self.out_channels
-    high_rows, low_rows = tf.split(products, 2, axis=0)
-    sums = (2. ** 14 * high_rows[:, :channels]
-            + DIGIT * (high_rows[:, channels:] + low_rows[:, :channels])
-            + low_rows[:, channels:] - self._offset_sums)
-    return tf.reshape(sums, tf.concat([[1], out_size, [channels]], 0))
+    sums = combine_digit_products(products, self._offset_sums)
+    return tf.reshape(sums, tf.concat([[1], out_size, [self.out_channels]],
+                                      0))
 
   def _patches(self, planes, out_size):
     """[2, Hf, Wf, C] -> [2, H', W', fh * fw * C] in the folded kernel's
@@ -341,7 +349,6 @@ class DigitRowDense:
   def __init__(self, kernel, bias=None, activation=None):
     integers, shift = quantize_columns(kernel)
     self.kernel_shift = shift
-    self.out_channels = int(integers.shape[1])
     self.use_int8 = int8_products_available()
     if self.use_int8:
       high = tf.floor((integers + DIGIT // 2) / DIGIT)
@@ -363,20 +370,16 @@ class DigitRowDense:
     planes = tf.cast(tf.concat([tf.bitwise.right_shift(offset, 7),
                                 tf.bitwise.bitwise_and(offset, DIGIT - 1)],
                                axis=0), tf.uint8)
-    products = tf.cast(_digit_matmul(planes, self._digits), tf.float64)
-    channels = self.out_channels
-    high_rows, low_rows = tf.split(products, 2, axis=0)
-    return (2. ** 14 * high_rows[:, :channels]
-            + DIGIT * (high_rows[:, channels:] + low_rows[:, :channels])
-            + low_rows[:, channels:] - self._offset_sums)
+    return combine_digit_products(_digit_matmul(planes, self._digits),
+                                  self._offset_sums)
 
   def __call__(self, x):
-    # Local import: exact imports this module.
+    # Local import: exact imports this module. Rescaling, bias and
+    # activation are exact.RowDense's.
     from tfcodec.layers import exact
     integers, shift = quantize_rows(x)
-    scaled = (self.sums(integers) * _pow2_float64(-tf.cast(shift, tf.int64))
-              * _pow2_float64(-self.kernel_shift))
-    outputs = tf.cast(scaled, tf.float32)
+    outputs = exact._rescale(self.sums(integers), tf.cast(shift, tf.int64),
+                             self.kernel_shift)
     if self.bias is not None:
-      outputs = tf.nn.bias_add(outputs, self.bias)
+      outputs = exact._add_bias(outputs, self.bias)
     return exact.apply_activation(self.activation, outputs)
