@@ -43,6 +43,44 @@ def test_digit_sums_equal_float64_convolution(size, stride, transposed,
   np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("transposed", [True, False])
+def test_scaled_sums_equal_rescaled_float64_sums(transposed, compiled):
+  """`DigitConvolution.scaled` (the transforms' path: combine, scale and
+  round in one step, XLA-compiled for large outputs) gives exact._rescale of
+  the float64 sums bit for bit, on a layer above the compiled size."""
+  from tfcodec.layers import exact
+  if not digits.int8_products_available():
+    pytest.skip("no oneDNN int8 products in this build")
+  if compiled and not digits.compiled_scaling_available():
+    pytest.skip("no XLA in this build")
+  rng = np.random.default_rng(7)
+  # 64 x 64 positions by 256 columns (before depth_to_space for the
+  # transposed one): 2^20, the compiled size.
+  shape = (3, 3, 64, 16) if transposed else (3, 3, 16, 256)
+  out_axis = 2 if transposed else 3
+  # Output channels of very different magnitudes (their own shifts).
+  channel_scales = np.exp2(rng.integers(-6, 6, shape[out_axis]))
+  kernel = rng.normal(size=shape) * (channel_scales[:, None] if transposed
+                                     else channel_scales)
+  integers, kernel_shift = digits.quantize_kernel(kernel, out_axis)
+  convolution = digits.DigitConvolution(integers, (2, 2) if transposed
+                                        else (1, 1), transposed)
+  convolution.compiled = compiled
+  x = tf.constant(rng.normal(size=(1, 64, 64, shape[2 + transposed]))
+                  * 3., tf.float32)
+  activations, shift = digits.quantize_activations(x)
+  shift = tf.cast(shift, tf.int64)
+  want = exact._rescale(convolution(activations), shift,  # pylint: disable=protected-access
+                        tf.constant(kernel_shift)).numpy()
+  scale = (exact.pow2(-shift[0, 0, 0, 0]) *
+           exact.pow2(tf.constant(-kernel_shift)))
+  got = tf.function(convolution.scaled)(activations, scale).numpy()
+  assert got.shape == want.shape == ((1, 128, 128, 64) if transposed
+                                     else (1, 64, 64, 256))
+  np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def test_quantize_kernel_keeps_two_digits():
   rng = np.random.default_rng(3)
   kernel = rng.normal(size=(3, 3, 4, 7)) * np.exp2(rng.integers(-20, 20, 7))
@@ -130,6 +168,8 @@ def test_models_on_digits_round_trip_and_match_the_float64_fallback(
   from tfcodec.models.base import pad_to_multiple
   from tfcodec.testing import TINY
   monkeypatch.setattr(exact, "DIGITS_MIN_FAN_IN", 1)
+  # And every int8 layer through the compiled scaling, where XLA runs.
+  monkeypatch.setattr(digits, "COMPILED_MIN_OUTPUTS", 1)
   tf.keras.utils.set_random_seed(21)
   model = create_model(name, **TINY)
   model.freeze()

@@ -169,6 +169,48 @@ def combine_digit_products(products, offset_sums):
           - offset_sums)
 
 
+def scale_digit_products(products, offset_sums, scale):
+  """int32 digit products [2M, 2N] -> float32 [M, N]: the exact sums
+  (`combine_digit_products`) times `scale` (powers of two, [N]), rounded to
+  float32 once: what exact._rescale makes of the sums."""
+  return tf.cast(combine_digit_products(products, offset_sums) * scale,
+                 tf.float32)
+
+
+# The same function compiled by XLA into one pass over the products: plain
+# TF runs it as ~10 passes over [2M, 2N] int32 and [M, N] float64 tensors,
+# which cost more than the int8 products themselves (g_s's third layer on a
+# Kodak image: ~300 ms vs ~25 ms compiled, one thread). Every intermediate
+# is an integer below 2^53 or an exact power-of-two scaling of one, so
+# fusing, reordering or contracting the arithmetic cannot change a bit.
+_scale_digit_products_compiled = tf.function(scale_digit_products,
+                                             jit_compile=True)
+
+# XLA compiles once per shape (~70-90 ms on this CPU, measured); below this
+# many outputs (M * N) the plain ops cost less than a compile.
+COMPILED_MIN_OUTPUTS = 1 << 20
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_scaling_available():
+  """Whether the XLA-compiled `scale_digit_products` runs here and equals
+  the plain ops bit for bit (checked once per process)."""
+  rng = np.random.default_rng(1)
+  products = rng.integers(-2 ** 25, 2 ** 25, (2 * 37, 2 * 19))
+  products[:2, :2] = [[2 ** 25, -2 ** 25], [-2 ** 25, 2 ** 25]]
+  offset_sums = rng.integers(-2 ** 40, 2 ** 40, 19).astype(np.float64)
+  scale = np.exp2(-rng.integers(0, 60, 19).astype(np.float64))
+  args = (tf.constant(products, tf.int32), tf.constant(offset_sums),
+          tf.constant(scale))
+  with tf.init_scope():
+    try:
+      got = _scale_digit_products_compiled(*args).numpy()
+    except (tf.errors.OpError, NotImplementedError, TypeError, ValueError):
+      return False
+    want = scale_digit_products(*args).numpy()
+  return bool(np.array_equal(got.view(np.uint32), want.view(np.uint32)))
+
+
 def fold_stride(kernel, stride):
   """A stride-s kernel [kh, kw, in, out] -> the stride-1 kernel [ceil(kh/s),
   ceil(kw/s), s * s * in, out] that computes the same sums over
@@ -215,6 +257,7 @@ class DigitConvolution:
     self._offset_sums = tf.constant(ACTIVATION_OFFSET * flat.sum(axis=0),
                                     tf.float64)
     self.use_int8 = int8_products_available()
+    self.compiled = self.use_int8 and compiled_scaling_available()
 
   def _same_paddings(self, shape):
     """([[top, bottom], [left, right]], output [H', W']) of the stride-1 (or
@@ -235,16 +278,50 @@ class DigitConvolution:
     """integers [1, H, W, in] float32 (from `quantize_activations`) -> float64 sums
     [1, H', W', out] (H' = H * stride for a transposed convolution)."""
     if self.use_int8:
-      sums = self._int8_sums(integers)
+      products, out_size = self._int8_products(integers)
+      sums = tf.reshape(
+          combine_digit_products(products, self._offset_sums),
+          tf.concat([[1], out_size, [-1]], 0))
     else:
-      paddings, _ = self._same_paddings(tf.shape(integers))
-      padded = tf.pad(tf.cast(integers, tf.float64), tf.concat([[[0, 0]], paddings, [[0, 0]]], 0))
-      sums = tf.nn.conv2d(padded, self._kernel, self.stride, "VALID")
+      sums = self._float64_sums(integers)
     if self.block > 1:
       sums = tf.nn.depth_to_space(sums, self.block)
     return sums
 
-  def _int8_sums(self, integers):
+  def scaled(self, integers, scale):
+    """float32 round(sums * scale): `__call__`'s sums scaled per output
+    channel by `scale` (float64 powers of two [out]) and rounded once, as
+    exact._rescale does, bit for bit; on the int8 path in one compiled pass
+    where XLA is available (see `scale_digit_products`)."""
+    if self.block > 1:
+      # Before depth_to_space the channels are (row phase, column phase,
+      # channel), the channel fastest.
+      scale = tf.tile(scale, [self.block * self.block])
+    if self.use_int8:
+      products, out_size = self._int8_products(integers)
+      if self.compiled:
+        outputs = tf.cond(
+            tf.size(products) >= 4 * COMPILED_MIN_OUTPUTS,
+            lambda: _scale_digit_products_compiled(
+                products, self._offset_sums, scale),
+            lambda: scale_digit_products(products, self._offset_sums, scale))
+      else:
+        outputs = scale_digit_products(products, self._offset_sums, scale)
+      outputs = tf.reshape(outputs, tf.concat([[1], out_size, [-1]], 0))
+    else:
+      outputs = tf.cast(self._float64_sums(integers) * scale, tf.float32)
+    if self.block > 1:
+      outputs = tf.nn.depth_to_space(outputs, self.block)
+    return outputs
+
+  def _float64_sums(self, integers):
+    paddings, _ = self._same_paddings(tf.shape(integers))
+    padded = tf.pad(tf.cast(integers, tf.float64),
+                    tf.concat([[[0, 0]], paddings, [[0, 0]]], 0))
+    return tf.nn.conv2d(padded, self._kernel, self.stride, "VALID")
+
+  def _int8_products(self, integers):
+    """-> (int32 digit products [2M, 2N] of the patches, output [H', W'])."""
     shape = tf.shape(integers)
     paddings, out_size = self._same_paddings(shape)
     # Pad the bottom and right further, to whole stride blocks covering
@@ -268,9 +345,7 @@ class DigitConvolution:
     patches = self._patches(planes, out_size)
     products = _digit_matmul(tf.reshape(patches, (-1, self._depth)),
                              self._digits)
-    sums = combine_digit_products(products, self._offset_sums)
-    return tf.reshape(sums, tf.concat([[1], out_size, [self.out_channels]],
-                                      0))
+    return products, out_size
 
   def _patches(self, planes, out_size):
     """[2, Hf, Wf, C] -> [2, H', W', fh * fw * C] in the folded kernel's

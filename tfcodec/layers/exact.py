@@ -173,7 +173,14 @@ class _ExactMixin:
 
   def _digit_call(self, inputs):
     integers, shift = digits.quantize_activations(inputs)
-    return self._finish(self._digits(integers), tf.cast(shift, tf.int64))
+    _, kernel_shift, bias = self._exact
+    # _rescale's two power-of-two factors as one (exact either way).
+    scale = (_pow2(-tf.cast(tf.reshape(shift, [-1])[0], tf.int64)) *
+             _pow2(-kernel_shift))
+    outputs = self._digits.scaled(integers, scale)
+    if bias is not None:
+      outputs = _add_bias(outputs, bias)
+    return apply_activation(self.activation, outputs)
 
   def _finish(self, sums, activation_shift):
     kernel, kernel_shift, bias = self._exact
