@@ -124,12 +124,15 @@ def _measured_line(curves):
   if not info:
     return []
   first = info[0]
+  # Curves are re-measured one model at a time, on whichever machine the
+  # session has: name every CPU, not the first curve's.
+  cpus = sorted({i.get("cpu", "?") for i in info})
   seconds = sum(i.get("seconds", 0) for i in info)
   dates = sorted({i.get("date", "?") for i in info})
   loads = sorted({i.get("load_average_1min_at_start") for i in info} - {None})
   load = (f" (1-minute load average at the start of each codec: "
           f"{loads[0]:g}–{loads[-1]:g})" if loads else "")
-  return [f"Measured on {', '.join(dates)} on {first.get('cpu', '?')}, "
+  return [f"Measured on {', '.join(dates)} on {' and '.join(cpus)}, "
           f"{first.get('cores', '?')} cores{load}; measuring took "
           f"{seconds / 60:.1f} minutes. Times are wall-clock seconds per "
           "image, one thread where the library lets us choose, so they are "
