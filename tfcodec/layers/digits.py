@@ -370,15 +370,16 @@ class DigitConvolution:
     return patches
 
 
-def _frexp_exponent(positive):
-  """e with x = m 2^e, m in [0.5, 1), for positive normal float64 x (read
-  from the exponent bits, as np.frexp does)."""
-  return tf.bitwise.right_shift(tf.bitcast(positive, tf.int64), 52) - 1022
-
-
-def _pow2_float64(exponent):
+def pow2(exponent):
+  """2.0 ** exponent (integer tensor) as float64, built from the bits (exact,
+  no exp/log). Shared with tfcodec.layers.exact."""
   return tf.bitcast(tf.bitwise.left_shift(tf.cast(exponent, tf.int64) + 1023,
                                           52), tf.float64)
+
+
+def floor_log2(positive):
+  """floor(log2(x)) for positive normal float64 x, read from the exponent."""
+  return tf.bitwise.right_shift(tf.bitcast(positive, tf.int64), 52) - 1023
 
 
 def quantize_columns(kernel):
@@ -389,10 +390,11 @@ def quantize_columns(kernel):
   kernel = tf.where(tf.math.is_finite(kernel), kernel, tf.zeros_like(kernel))
   peak = tf.clip_by_value(tf.reduce_max(tf.abs(kernel), axis=0),
                           2. ** -100, 2. ** 100)
-  exponent = _frexp_exponent(peak)
-  mantissa = peak * _pow2_float64(-exponent)
+  # frexp's exponent: peak = m 2^e with m in [0.5, 1).
+  exponent = floor_log2(peak) + 1
+  mantissa = peak * pow2(-exponent)
   shift = 14 - exponent - tf.cast(mantissa * 2. ** 14 > WEIGHT_LIMIT, tf.int64)
-  return tf.round(kernel * _pow2_float64(shift)), shift
+  return tf.round(kernel * pow2(shift)), shift
 
 
 def quantize_rows(x):

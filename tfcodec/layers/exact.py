@@ -44,21 +44,9 @@ ACTIVATION_BITS = 20
 _SUM_BITS = 52
 
 
-def _pow2(exponent):
-  """2.0 ** exponent as float64, built from the bits (exact, no exp/log)."""
-  exponent = tf.cast(exponent, tf.int64)
-  return tf.bitcast(tf.bitwise.left_shift(exponent + 1023, 52), tf.float64)
-
-
-def pow2(exponent):
-  """2.0 ** exponent (integer tensor) as float64, exactly."""
-  return _pow2(exponent)
-
-
-def _floor_log2(positive):
-  """floor(log2(x)) for positive normal float64 x, read from the exponent."""
-  bits = tf.bitcast(positive, tf.int64)
-  return tf.bitwise.right_shift(bits, 52) - 1023
+# The exact power-of-two helpers live in digits (which this module imports).
+pow2 = _pow2 = digits.pow2
+_floor_log2 = digits.floor_log2
 
 
 def quantize_activations(x):
