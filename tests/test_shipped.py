@@ -18,7 +18,8 @@ SHIPPED = zoo.available_weights()
 # 65-115 s there); the others run under make test-all.
 REPRESENTATIVE = {("bmshj2018-hyperprior", "mse", 3), ("mbt2018-mean", "mse", 3),
                   (zoo.DEFAULT_MODEL, "mse", 3), ("mbt2018", "mse", 3),
-                  ("informer", "mse", 3), ("cheng2020-gmm", "mse", 1)}
+                  ("informer", "mse", 3), ("cheng2020-gmm", "mse", 1),
+                  ("tcm-s", "mse", 1)}
 
 
 def _one_per_architecture(weights):
