@@ -299,14 +299,12 @@ class DigitConvolution:
       scale = tf.tile(scale, [self.block * self.block])
     if self.use_int8:
       products, out_size = self._int8_products(integers)
-      if self.compiled:
-        outputs = tf.cond(
-            tf.size(products) >= 4 * COMPILED_MIN_OUTPUTS,
-            lambda: _scale_digit_products_compiled(
-                products, self._offset_sums, scale),
-            lambda: scale_digit_products(products, self._offset_sums, scale))
-      else:
-        outputs = scale_digit_products(products, self._offset_sums, scale)
+      args = (products, self._offset_sums, scale)
+      large = tf.size(products) >= 4 * COMPILED_MIN_OUTPUTS
+      outputs = tf.cond(
+          tf.logical_and(self.compiled, large),
+          lambda: _scale_digit_products_compiled(*args),
+          lambda: scale_digit_products(*args))
       outputs = tf.reshape(outputs, tf.concat([[1], out_size, [-1]], 0))
     else:
       outputs = tf.cast(self._float64_sums(integers) * scale, tf.float32)

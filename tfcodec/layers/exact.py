@@ -161,18 +161,18 @@ class _ExactMixin:
 
   def _digit_call(self, inputs):
     integers, shift = digits.quantize_activations(inputs)
-    _, kernel_shift, bias = self._exact
+    kernel_shift = self._exact[1]
     # _rescale's two power-of-two factors as one (exact either way).
     scale = (_pow2(-tf.cast(tf.reshape(shift, [-1])[0], tf.int64)) *
              _pow2(-kernel_shift))
-    outputs = self._digits.scaled(integers, scale)
-    if bias is not None:
-      outputs = _add_bias(outputs, bias)
-    return apply_activation(self.activation, outputs)
+    return self._bias_and_activation(self._digits.scaled(integers, scale))
 
   def _finish(self, sums, activation_shift):
-    kernel, kernel_shift, bias = self._exact
-    outputs = _rescale(sums, activation_shift, kernel_shift)
+    return self._bias_and_activation(
+        _rescale(sums, activation_shift, self._exact[1]))
+
+  def _bias_and_activation(self, outputs):
+    bias = self._exact[2]
     if bias is not None:
       outputs = _add_bias(outputs, bias)
     return apply_activation(self.activation, outputs)
