@@ -13,12 +13,16 @@ GEOMETRIES = [(5, 2, False, 16, 24), (3, 1, False, 9, 7), (1, 1, False, 8, 8),
               (4, 2, True, 6, 6), (3, 1, True, 5, 5)]
 
 
-@pytest.mark.parametrize("int8", [True, False])
+@pytest.mark.parametrize("path", ["convolution", "matmul", "float64"])
 @pytest.mark.parametrize("size,stride,transposed,height,width", GEOMETRIES)
 def test_digit_sums_equal_float64_convolution(size, stride, transposed,
-                                              height, width, int8):
-  if int8 and not digits.int8_products_available():
+                                              height, width, path):
+  """Every path gives the same sums: oneDNN's int8 convolution of the digit
+  planes, int8 products of their patches, or a float64 convolution."""
+  if path != "float64" and not digits.int8_products_available():
     pytest.skip("no oneDNN int8 products in this build")
+  if path == "convolution" and not digits.int8_convolution_available():
+    pytest.skip("no oneDNN int8 convolution in this build")
   rng = np.random.default_rng(size * 100 + stride * 10 + height)
   in_channels, out_channels = 6, 5
   # The extremes of both ranges, then random values.
@@ -38,8 +42,12 @@ def test_digit_sums_equal_float64_convolution(size, stride, transposed,
   else:
     want = tf.nn.conv2d(x, w, stride, "SAME").numpy()
   convolution = digits.DigitConvolution(w, (stride, stride), transposed)
-  convolution.use_int8 = int8
-  got = convolution(tf.constant(activations, tf.float32)).numpy()
+  convolution.use_int8 = path != "float64"
+  convolution.use_convolution = path == "convolution"
+  # Traced, as the coders run it (eagerly the convolution path falls back
+  # to the patches).
+  got = tf.function(convolution)(tf.constant(activations,
+                                             tf.float32)).numpy()
   np.testing.assert_array_equal(got, want)
 
 
@@ -191,9 +199,12 @@ def test_models_on_digits_round_trip_and_match_the_float64_fallback(
     x_hat = model(x, training=False)["x_hat"]
   encoder_side = model._to_image(x_hat, size)  # pylint: disable=protected-access
   np.testing.assert_array_equal(decoded, encoder_side.numpy())
-  for convolution in convolutions:
-    convolution.use_int8 = False
-  model._build_coding_functions()  # pylint: disable=protected-access
-  np.testing.assert_array_equal(
-      model.decompress(strings, shapes, size).numpy(), decoded)
-  assert model.compress(image)[0][0].numpy() == strings[0].numpy()
+  # The int8 products of patches (oneDNN without its int8 convolution),
+  # then float64 (no oneDNN): the same file, the same pixels.
+  for attribute in ("use_convolution", "use_int8"):
+    for convolution in convolutions:
+      setattr(convolution, attribute, False)
+    model._build_coding_functions()  # pylint: disable=protected-access
+    np.testing.assert_array_equal(
+        model.decompress(strings, shapes, size).numpy(), decoded)
+    assert model.compress(image)[0][0].numpy() == strings[0].numpy()

@@ -157,6 +157,51 @@ def _digit_matmul(left, right):
   return tf.bitcast(products, tf.int32)
 
 
+def _quantized_convolution(planes, kernel_digits, stride):
+  """uint8 planes [B, H, W, C] (values < 128) convolved ("VALID") with the
+  int8 numpy kernel [kh, kw, C, N] -> int32 [B, H', W', N], exactly.
+
+  oneDNN's quantized convolution insists on a filter that is a constant
+  node of the graph (a captured tensor fails: "filter must be a
+  constant"), so the kernel goes in as a numpy array and becomes one here,
+  inside the trace."""
+  kernel = tf.bitcast(tf.constant(kernel_digits, tf.int8), tf.qint8)
+  products = tf.raw_ops.QuantizedConv2D(
+      input=tf.bitcast(planes, tf.quint8), filter=kernel, min_input=0.,
+      max_input=255., min_filter=-127., max_filter=127.,
+      strides=[1, stride, stride, 1], padding="VALID",
+      out_type=tf.qint32)[0]
+  return tf.bitcast(products, tf.int32)
+
+
+@functools.lru_cache(maxsize=None)
+def int8_convolution_available():
+  """Whether oneDNN's QuantizedConv2D runs here and returns exact integer
+  sums of digits below 128 (checked once per process, strided and not)."""
+  rng = np.random.default_rng(2)
+  planes = rng.integers(0, DIGIT, (2, 13, 11, 24))
+  kernel = rng.integers(-127, 128, (5, 5, 24, 10))
+  kernel.flat[:2] = [-127, 127]
+  planes.flat[:2] = [DIGIT - 1, DIGIT - 1]
+  with tf.init_scope():
+    try:
+      for stride in (1, 2):
+        # The op runs only in a graph (eagerly it fails, or without oneDNN
+        # returns wrong sums).
+        # (The kernel is closed over: as an argument it would be a tensor.)
+        got = tf.function(lambda x, s=stride: _quantized_convolution(
+            x, kernel.astype(np.int8), s))(tf.constant(planes,
+                                                       tf.uint8)).numpy()
+        want = tf.nn.conv2d(tf.constant(planes, tf.float64),
+                            tf.constant(kernel, tf.float64), stride,
+                            "VALID").numpy()
+        if not np.array_equal(got.astype(np.float64), want):
+          return False
+      return True
+    except (tf.errors.OpError, NotImplementedError, TypeError, ValueError):
+      return False
+
+
 def combine_digit_products(products, offset_sums):
   """int32 products [2M, 2N] of the activation digit rows [d1; d0] by the
   kernel digit columns [e1 | e0] -> the float64 sums sum a w [M, N], exact:
@@ -256,7 +301,14 @@ class DigitConvolution:
     self._digits = tf.constant(np.concatenate([high, low], axis=1), tf.int8)
     self._offset_sums = tf.constant(ACTIVATION_OFFSET * flat.sum(axis=0),
                                     tf.float64)
+    # oneDNN's int8 convolution of the digit planes, where it runs: no
+    # patches to build (g_a's 256x384 layer spent most of its time on
+    # ~300 MB of them).
+    high = np.floor((integers + DIGIT // 2) / DIGIT)
+    self._kernel_digits = np.concatenate(
+        [high, integers - DIGIT * high], axis=3).astype(np.int8)
     self.use_int8 = int8_products_available()
+    self.use_convolution = self.use_int8 and int8_convolution_available()
     self.compiled = self.use_int8 and compiled_scaling_available()
 
   def _same_paddings(self, shape):
@@ -319,15 +371,20 @@ class DigitConvolution:
     return tf.nn.conv2d(padded, self._kernel, self.stride, "VALID")
 
   def _int8_products(self, integers):
-    """-> (int32 digit products [2M, 2N] of the patches, output [H', W'])."""
+    """-> (int32 digit products [2M, 2N], the activation digit rows [d1; d0]
+    by the kernel digit columns [e1 | e0]; output [H', W'])."""
     shape = tf.shape(integers)
     paddings, out_size = self._same_paddings(shape)
-    # Pad the bottom and right further, to whole stride blocks covering
-    # every folded tap; the extra values meet zero taps only.
-    fh, fw = self._folded_size
-    needed = self.stride * (out_size + tf.constant([fh - 1, fw - 1]))
-    extra = needed - (shape[1:3] + paddings[:, 0] + paddings[:, 1])
-    paddings = tf.stack([paddings[:, 0], paddings[:, 1] + extra], axis=1)
+    # oneDNN's convolution runs only inside a graph (the coders are traced;
+    # eager calls, e.g. an evaluation forward pass, take the patches).
+    convolve = self.use_convolution and not tf.executing_eagerly()
+    if not convolve:
+      # Pad the bottom and right further, to whole stride blocks covering
+      # every folded tap; the extra values meet zero taps only.
+      fh, fw = self._folded_size
+      needed = self.stride * (out_size + tf.constant([fh - 1, fw - 1]))
+      extra = needed - (shape[1:3] + paddings[:, 0] + paddings[:, 1])
+      paddings = tf.stack([paddings[:, 0], paddings[:, 1] + extra], axis=1)
     # u = a + 2^13 in [0, 2^14) and its two base-128 digits.
     offset = tf.cast(integers[0], tf.int32) + ACTIVATION_OFFSET
     planes = tf.cast(tf.stack([tf.bitwise.right_shift(offset, 7),
@@ -338,6 +395,11 @@ class DigitConvolution:
     planes = tf.concat([
         tf.pad(planes[:1], full, constant_values=ACTIVATION_OFFSET // DIGIT),
         tf.pad(planes[1:], full)], 0)
+    if convolve:
+      # "VALID" over the "same" padding: out_size positions per plane.
+      products = _quantized_convolution(planes, self._kernel_digits,
+                                        self.stride)
+      return tf.reshape(products, [-1, 2 * self.out_channels]), out_size
     if self.stride > 1:
       planes = tf.nn.space_to_depth(planes, self.stride)
     patches = self._patches(planes, out_size)
