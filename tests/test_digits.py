@@ -89,6 +89,50 @@ def test_scaled_sums_equal_rescaled_float64_sums(transposed, compiled):
   np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("path", ["convolution", "matmul", "float64"])
+def test_scaled_float_equals_scaled_of_quantized_activations(path, compiled):
+  """`scaled_float` (the layers' path: quantization and digit planes in one
+  XLA-compiled pass for large inputs) gives `scaled` of
+  `quantize_activations`, bit for bit, on every path."""
+  if path != "float64" and not digits.int8_products_available():
+    pytest.skip("no oneDNN int8 products in this build")
+  if path == "convolution" and not digits.int8_convolution_available():
+    pytest.skip("no oneDNN int8 convolution in this build")
+  if compiled and not digits.compiled_planes_available():
+    pytest.skip("no XLA in this build")
+  rng = np.random.default_rng(8)
+  kernel = rng.normal(size=(3, 3, 16, 8))
+  integers, kernel_shift = digits.quantize_kernel(kernel, 3)
+  convolution = digits.DigitConvolution(integers, (2, 2))
+  convolution.use_int8 = path != "float64"
+  convolution.use_convolution = path == "convolution"
+  convolution.compiled_planes = compiled
+  # 256 x 256 x 16 = 2^20 inputs: the compiled size.
+  x = tf.constant(rng.normal(size=(1, 256, 256, 16)) * 5., tf.float32)
+  activations, shift = digits.quantize_activations(x)
+  scale = digits.pow2(-tf.cast(shift[0, 0, 0, 0], tf.int64)) * digits.pow2(
+      tf.constant(-kernel_shift))
+  want = tf.function(convolution.scaled)(activations, scale).numpy()
+  got = tf.function(convolution.scaled_float)(
+      x, tf.constant(kernel_shift)).numpy()
+  assert got.shape == (1, 128, 128, 8)
+  np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_compiled_digit_planes_match_plain_ops():
+  if not digits.compiled_planes_available():
+    pytest.skip("no XLA in this build")
+  rng = np.random.default_rng(9)
+  x = rng.normal(size=(1, 64, 64, 256)).astype(np.float32)
+  x[0, 0, 0, :4] = [np.nan, np.inf, -3e38, 0.]
+  got = digits._digit_planes_compiled(tf.constant(x))  # pylint: disable=protected-access
+  want = digits.digit_planes(tf.constant(x))
+  for g, w in zip(got, want):
+    np.testing.assert_array_equal(g.numpy(), w.numpy())
+  assert got[0].dtype == tf.uint8 and int(got[0].numpy().max()) < 128
+
+
 def test_quantize_kernel_keeps_two_digits():
   rng = np.random.default_rng(3)
   kernel = rng.normal(size=(3, 3, 4, 7)) * np.exp2(rng.integers(-20, 20, 7))
@@ -183,8 +227,10 @@ def test_models_on_digits_round_trip_and_match_the_float64_fallback(
   model.freeze()
   convolutions = [m._digits for m in model.submodules  # pylint: disable=protected-access
                   if getattr(m, "_digits", None) is not None]
+  # Every convolution of g_a and g_s, and g_a's GDNs.
   transforms = [m for t in model.transform_modules() for m in t.submodules
-                if isinstance(m, exact._ExactMixin)]  # pylint: disable=protected-access
+                if isinstance(m, exact._ExactMixin)  # pylint: disable=protected-access
+                or (t is model.g_a and isinstance(m, exact.GDN))]
   assert len(convolutions) == len(transforms) > 4
   image = random_image(65, 97, seed=5)
   size = tf.constant([65, 97])

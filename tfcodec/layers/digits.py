@@ -92,6 +92,20 @@ def quantize_activations(x):
                           ACTIVATION_OFFSET - 1.), shift
 
 
+def digit_planes(x):
+  """float NHWC, one image -> (uint8 [2, H, W, C]: the two base-128 digits of
+  u = a + 2^13, a = `quantize_activations(x)`'s integers; its int32 shift)."""
+  integers, shift = quantize_activations(x)
+  return _planes(integers), shift
+
+
+def _planes(integers):
+  offset = tf.cast(integers[0], tf.int32) + ACTIVATION_OFFSET
+  return tf.cast(tf.stack([tf.bitwise.right_shift(offset, 7),
+                           tf.bitwise.bitwise_and(offset, DIGIT - 1)]),
+                 tf.uint8)
+
+
 def subpixel_kernel(kernel, stride):
   """A "same" conv2d_transpose kernel [kh, kw, out, in] -> (kernel of the
   equivalent stride-1 convolution [kh', kw', in, stride^2 * out], padding
@@ -236,6 +250,41 @@ _scale_digit_products_compiled = tf.function(scale_digit_products,
 COMPILED_MIN_OUTPUTS = 1 << 20
 
 
+# Quantizing an activation and splitting it into digit planes is ~8 plain
+# passes over the tensor (abs, max, scale, round, clip, shift, mask, casts)
+# and cost as much as the int8 convolution on g_s's largest layers; compiled,
+# it is one pass for the maximum and one for the rest. Integer operations, a
+# maximum, a power-of-two scaling and round-half-even: exact, so compiling
+# cannot change a bit either (the probe below checks).
+_digit_planes_compiled = tf.function(digit_planes, jit_compile=True)
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_planes_available():
+  """Whether the XLA-compiled `digit_planes` runs here and equals the plain
+  ops bit for bit, on values that round half-way, overflow the float32
+  range and are not finite (checked once per process)."""
+  rng = np.random.default_rng(4)
+  x = rng.normal(size=(1, 9, 7, 16)) * np.exp2(rng.integers(-30, 30,
+                                                           (1, 9, 7, 16)))
+  x = x.astype(np.float32)
+  x.flat[:6] = [np.inf, -np.inf, np.nan, 0., -0., 1e-45]
+  # Peak 4096: a shift of 0, so x.5 values round half to even.
+  halves = np.array([[[[4096., 0.5, 1.5, 2.5, -0.5, -2.5, 3.5, 4095.5]]]],
+                    np.float32)
+  with tf.init_scope():
+    for case in (x, halves):
+      try:
+        got = _digit_planes_compiled(tf.constant(case))
+      except (tf.errors.OpError, NotImplementedError, TypeError, ValueError):
+        return False
+      want = digit_planes(tf.constant(case))
+      if not all(np.array_equal(g.numpy(), w.numpy())
+                 for g, w in zip(got, want)):
+        return False
+  return True
+
+
 @functools.lru_cache(maxsize=None)
 def compiled_scaling_available():
   """Whether the XLA-compiled `scale_digit_products` runs here and equals
@@ -310,6 +359,7 @@ class DigitConvolution:
     self.use_int8 = int8_products_available()
     self.use_convolution = self.use_int8 and int8_convolution_available()
     self.compiled = self.use_int8 and compiled_scaling_available()
+    self.compiled_planes = self.use_int8 and compiled_planes_available()
 
   def _same_paddings(self, shape):
     """([[top, bottom], [left, right]], output [H', W']) of the stride-1 (or
@@ -330,7 +380,8 @@ class DigitConvolution:
     """integers [1, H, W, in] float32 (from `quantize_activations`) -> float64 sums
     [1, H', W', out] (H' = H * stride for a transposed convolution)."""
     if self.use_int8:
-      products, out_size = self._int8_products(integers)
+      products, out_size = self._int8_products(_planes(integers),
+                                               tf.shape(integers))
       sums = tf.reshape(
           combine_digit_products(products, self._offset_sums),
           tf.concat([[1], out_size, [-1]], 0))
@@ -350,16 +401,48 @@ class DigitConvolution:
       # channel), the channel fastest.
       scale = tf.tile(scale, [self.block * self.block])
     if self.use_int8:
-      products, out_size = self._int8_products(integers)
-      args = (products, self._offset_sums, scale)
-      large = tf.size(products) >= 4 * COMPILED_MIN_OUTPUTS
-      outputs = tf.cond(
-          tf.logical_and(self.compiled, large),
-          lambda: _scale_digit_products_compiled(*args),
-          lambda: scale_digit_products(*args))
-      outputs = tf.reshape(outputs, tf.concat([[1], out_size, [-1]], 0))
-    else:
-      outputs = tf.cast(self._float64_sums(integers) * scale, tf.float32)
+      products, out_size = self._int8_products(_planes(integers),
+                                               tf.shape(integers))
+      return self._scale_products(products, out_size, scale)
+    outputs = tf.cast(self._float64_sums(integers) * scale, tf.float32)
+    if self.block > 1:
+      outputs = tf.nn.depth_to_space(outputs, self.block)
+    return outputs
+
+  def scaled_float(self, x, kernel_shift):
+    """float32 x [1, H, W, in] -> `scaled` of its 14-bit integers
+    (`quantize_activations`) with scale 2^-(activation shift + kernel
+    shift): the layer's output before bias and activation. On the int8
+    path the quantization and digit planes come from one XLA-compiled pass
+    for inputs of 2^20 values or more."""
+    if not self.use_int8:
+      integers, shift = quantize_activations(x)
+      return self.scaled(integers, self._scale(shift, kernel_shift))
+    large = tf.size(x) >= COMPILED_MIN_OUTPUTS
+    planes, shift = tf.cond(
+        tf.logical_and(self.compiled_planes, large),
+        lambda: _digit_planes_compiled(x), lambda: digit_planes(x))
+    scale = self._scale(shift, kernel_shift)
+    if self.block > 1:
+      scale = tf.tile(scale, [self.block * self.block])
+    products, out_size = self._int8_products(planes, tf.shape(x))
+    return self._scale_products(products, out_size, scale)
+
+  @staticmethod
+  def _scale(shift, kernel_shift):
+    # The two power-of-two factors of exact._rescale as one (exact).
+    return (pow2(-tf.cast(tf.reshape(shift, [-1])[0], tf.int64)) *
+            pow2(-tf.cast(kernel_shift, tf.int64)))
+
+  def _scale_products(self, products, out_size, scale):
+    """int32 digit products -> float32 round(sums * scale), [1, H', W', out]."""
+    args = (products, self._offset_sums, scale)
+    large = tf.size(products) >= 4 * COMPILED_MIN_OUTPUTS
+    outputs = tf.cond(
+        tf.logical_and(self.compiled, large),
+        lambda: _scale_digit_products_compiled(*args),
+        lambda: scale_digit_products(*args))
+    outputs = tf.reshape(outputs, tf.concat([[1], out_size, [-1]], 0))
     if self.block > 1:
       outputs = tf.nn.depth_to_space(outputs, self.block)
     return outputs
@@ -370,10 +453,10 @@ class DigitConvolution:
                     tf.concat([[[0, 0]], paddings, [[0, 0]]], 0))
     return tf.nn.conv2d(padded, self._kernel, self.stride, "VALID")
 
-  def _int8_products(self, integers):
-    """-> (int32 digit products [2M, 2N], the activation digit rows [d1; d0]
-    by the kernel digit columns [e1 | e0]; output [H', W'])."""
-    shape = tf.shape(integers)
+  def _int8_products(self, planes, shape):
+    """Digit planes [2, H, W, in] (`digit_planes`) of an input of `shape` ->
+    (int32 digit products [2M, 2N], the activation digit rows [d1; d0] by the
+    kernel digit columns [e1 | e0]; output [H', W'])."""
     paddings, out_size = self._same_paddings(shape)
     # oneDNN's convolution runs only inside a graph (the coders are traced;
     # eager calls, e.g. an evaluation forward pass, take the patches).
@@ -385,11 +468,6 @@ class DigitConvolution:
       needed = self.stride * (out_size + tf.constant([fh - 1, fw - 1]))
       extra = needed - (shape[1:3] + paddings[:, 0] + paddings[:, 1])
       paddings = tf.stack([paddings[:, 0], paddings[:, 1] + extra], axis=1)
-    # u = a + 2^13 in [0, 2^14) and its two base-128 digits.
-    offset = tf.cast(integers[0], tf.int32) + ACTIVATION_OFFSET
-    planes = tf.cast(tf.stack([tf.bitwise.right_shift(offset, 7),
-                               tf.bitwise.bitwise_and(offset, DIGIT - 1)]),
-                     tf.uint8)
     full = tf.concat([[[0, 0]], paddings, [[0, 0]]], 0)
     # Padding is a = 0, i.e. u = 2^13: digits 64 and 0.
     planes = tf.concat([

@@ -128,6 +128,16 @@ def _add_bias(outputs, bias):
   return tf.nn.bias_add(outputs, bias)
 
 
+def _per_image(function, inputs):
+  """function(inputs) for a batch, one image at a time: the digit paths
+  quantize per image and convolve one image's planes (a batch of images,
+  e.g. an evaluation forward pass, gives what coding each alone gives)."""
+  if inputs.shape[0] == 1:
+    return function(inputs)
+  return tf.map_fn(lambda image: function(image[None])[0], inputs,
+                   fn_output_signature=tf.float32)
+
+
 # Below this fan-in (kh * kw * channels) the int8 digits' fixed costs (digit
 # planes, patches, combining four products) outweigh their faster products:
 # g_a's first 5x5 convolution of 3 channels and GDN's 1x1 ran 1.2-3x slower
@@ -144,11 +154,13 @@ class _ExactMixin:
   _exact = None
   _digits = None
 
-  def prepare_exact(self, fast=False):
+  def prepare_exact(self, fast=False, min_fan_in=None):
+    if min_fan_in is None:
+      min_fan_in = DIGITS_MIN_FAN_IN
     transposed = isinstance(self, tf.keras.layers.Conv2DTranspose)
     out_axis = 2 if transposed else 3
     bias = self.bias.numpy().astype(np.float32) if self.use_bias else None
-    if fast and self.kernel.shape[:3].num_elements() >= DIGITS_MIN_FAN_IN:
+    if fast and self.kernel.shape[:3].num_elements() >= min_fan_in:
       integers, shift = digits.quantize_kernel(self.kernel.numpy(), out_axis)
       self._digits = digits.DigitConvolution(integers, self.strides,
                                              transposed=transposed)
@@ -160,12 +172,11 @@ class _ExactMixin:
                    tf.constant(shift, tf.int64), bias)
 
   def _digit_call(self, inputs):
-    integers, shift = digits.quantize_activations(inputs)
-    kernel_shift = self._exact[1]
-    # _rescale's two power-of-two factors as one (exact either way).
-    scale = (_pow2(-tf.cast(tf.reshape(shift, [-1])[0], tf.int64)) *
-             _pow2(-kernel_shift))
-    return self._bias_and_activation(self._digits.scaled(integers, scale))
+    return _per_image(self._digit_call_one, inputs)
+
+  def _digit_call_one(self, inputs):
+    return self._bias_and_activation(
+        self._digits.scaled_float(inputs, self._exact[1]))
 
   def _finish(self, sums, activation_shift):
     return self._bias_and_activation(
@@ -256,15 +267,29 @@ class GDN(tfc.GDN):
       pool = tf.math.sqrt(pool)
     return inputs * pool if self.inverse else inputs / pool
 
-  def prepare_exact(self):
-    # No int8-digit form: a 1x1 over the channels is too small a fan-in for
-    # the digits to pay (prepare_model gives `fast` to convolutions only).
+  _digits = None
+
+  def prepare_exact(self, fast=False):
+    """`fast`: the channel-mixing 1x1 as 14-bit int8 digits
+    (tfcodec.layers.digits) instead of 20-bit float64 sums; the analysis
+    transform's GDNs take it (prepare_model's `analysis`)."""
     alpha, epsilon = self._fixed_form()
     gamma = self.gamma.numpy()  # [in, out]
+    beta = self.beta.numpy().astype(np.float32)
+    if fast:
+      integers, shift = digits.quantize_kernel(gamma[None, None], 3)
+      self._digits = digits.DigitConvolution(integers, (1, 1))
+      self._exact = (None, tf.constant(shift, tf.int64), beta, alpha, epsilon)
+      return
+    self._digits = None
     integers, shift = quantize_kernel(gamma[None, None], 3)
     self._exact = (tf.constant(integers, tf.float64),
-                   tf.constant(shift, tf.int64),
-                   self.beta.numpy().astype(np.float32), alpha, epsilon)
+                   tf.constant(shift, tf.int64), beta, alpha, epsilon)
+
+  def _digit_pool(self, pool):
+    """beta + gamma |x| (or x^2) of one image on digits."""
+    return _add_bias(self._digits.scaled_float(pool, self._exact[1]),
+                     self._exact[2])
 
   def call(self, inputs, training=None):
     if self._exact is None or training:
@@ -272,20 +297,30 @@ class GDN(tfc.GDN):
     kernel, kernel_shift, beta, alpha, epsilon = self._exact
     inputs = tf.cast(inputs, tf.float32)
     pool = tf.abs(inputs) if alpha == 1. else tf.math.square(inputs)
-    integers, shift = quantize_activations(pool)
-    sums = tf.nn.conv2d(integers, kernel, 1, "VALID")
-    pool = _rescale(sums, shift, kernel_shift) + beta
+    if self._digits is not None:
+      pool = _per_image(self._digit_pool, pool)
+    else:
+      integers, shift = quantize_activations(pool)
+      sums = tf.nn.conv2d(integers, kernel, 1, "VALID")
+      pool = _rescale(sums, shift, kernel_shift) + beta
     if epsilon == .5:
       pool = tf.math.sqrt(pool)
     return inputs * pool if self.inverse else inputs / pool
 
 
-def prepare_model(model, skip=(), fast=()):
+def prepare_model(model, skip=(), fast=(), analysis=()):
   """Switches every exact-capable layer of `model` to the integer path,
   except those inside the modules in `skip`, which are switched (back) to
-  their float path; convolutions inside the modules in `fast` take
-  the int8-digit integer path (tfcodec.layers.digits). Returns the number
-  switched to an integer path."""
+  their float path; convolutions inside the modules in `fast` with a fan-in
+  of DIGITS_MIN_FAN_IN or more take the int8-digit integer path
+  (tfcodec.layers.digits), and inside the modules in `analysis` every
+  convolution and GDN does. Returns the number switched to an integer path.
+
+  Why the analysis transform differs: its arithmetic decides only which y
+  the encoder codes, never what a decoder computes from a file, so it can
+  change without a format version; the synthesis transform's is part of the
+  format (docs/FORMAT.md), and keeps float64 for its small convolutions and
+  GDNs."""
 
   def inside(modules):
     ids = set()
@@ -295,6 +330,7 @@ def prepare_model(model, skip=(), fast=()):
     return ids
 
   skipped, fast_ids = inside(skip), inside(fast)
+  analysis_ids = inside(analysis)
   count = 0
   for module in model.submodules:
     # Convolutions, GDN, and the attention blocks that have a coding path.
@@ -304,6 +340,12 @@ def prepare_model(model, skip=(), fast=()):
       module._exact = None
       if hasattr(module, "_digits"):
         module._digits = None
+    elif id(module) in analysis_ids and isinstance(module, _ExactMixin):
+      module.prepare_exact(fast=True, min_fan_in=1)
+      count += 1
+    elif id(module) in analysis_ids and isinstance(module, GDN):
+      module.prepare_exact(fast=True)
+      count += 1
     elif id(module) in fast_ids and isinstance(module, _ExactMixin):
       module.prepare_exact(fast=True)
       count += 1

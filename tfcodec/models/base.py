@@ -146,9 +146,12 @@ class CompressionModel(tf.keras.Model):
     # decoder computes, and cost most of the coding time: their convolutions
     # take the int8-digit form of the same exact arithmetic
     # (tfcodec/layers/digits.py), 14-bit instead of 20-bit.
+    # The analysis transform, which no decoder runs, has all its
+    # convolutions and GDNs on digits (faster; see exact.prepare_model).
     exact.prepare_model(
         self, skip=() if exact_transforms else self.transform_modules(),
-        fast=self.transform_modules() if exact_transforms else ())
+        fast=self.transform_modules() if exact_transforms else (),
+        analysis=self.analysis_modules() if exact_transforms else ())
     self.exact_transforms = bool(exact_transforms)
     self._frozen = True
     self._build_coding_functions()
@@ -158,6 +161,11 @@ class CompressionModel(tf.keras.Model):
     neither the entropy parameters nor the coded symbols' probabilities."""
     return [getattr(self, name) for name in ("g_a", "g_s")
             if getattr(self, name, None) is not None]
+
+  def analysis_modules(self):
+    """The transforms only the encoder runs (g_a): their arithmetic is not
+    part of the format."""
+    return [self.g_a] if getattr(self, "g_a", None) is not None else []
 
   def coding_tables(self):
     """{entropy module index: {name: array}} of the frozen tables."""
