@@ -31,6 +31,7 @@ most of that time went, use tfcodec.layers.digits instead: the same kind of
 exact integer sums at 14 bits, as int8 products on oneDNN.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -299,13 +300,90 @@ class GDN(tfc.GDN):
     pool = tf.abs(inputs) if alpha == 1. else tf.math.square(inputs)
     if self._digits is not None:
       pool = _per_image(self._digit_pool, pool)
-    else:
-      integers, shift = quantize_activations(pool)
-      sums = tf.nn.conv2d(integers, kernel, 1, "VALID")
-      pool = _rescale(sums, shift, kernel_shift) + beta
-    if epsilon == .5:
-      pool = tf.math.sqrt(pool)
-    return inputs * pool if self.inverse else inputs / pool
+      if epsilon == .5:
+        pool = tf.math.sqrt(pool)
+      return _normalize(inputs, pool, self.inverse)
+    # The float64 path (g_s, part of the format): the element-wise work
+    # around the float64 1x1 sum, ~10 passes over the tensor, as two
+    # XLA-compiled passes for large tensors where they are bit-identical.
+    # The last step, x * pool or x / pool, stays a plain op: compiled, the
+    # division rounded differently on large tensors (x * rcp(pool)), and
+    # x / sqrt(pool) became x * rsqrt(pool).
+    large = tf.logical_and(gdn_compiled_available(),
+                           tf.size(inputs) >= digits.COMPILED_MIN_OUTPUTS)
+    integers, shift = tf.cond(
+        large, lambda: _gdn_quantize_compiled(inputs, alpha),
+        lambda: _gdn_quantize(inputs, alpha))
+    sums = tf.nn.conv2d(integers, kernel, 1, "VALID")
+    args = (sums, shift, kernel_shift, beta, epsilon)
+    pool = tf.cond(large, lambda: _gdn_pool_compiled(*args),
+                   lambda: _gdn_pool(*args))
+    return _normalize(inputs, pool, self.inverse)
+
+
+def _normalize(inputs, pool, inverse):
+  """x * pool (IGDN) or x / pool (GDN), the same traced or eager.
+
+  Not `inputs / pool`: grappler's arithmetic optimizer rewrites a traced
+  x / sqrt(p) (the classic form) into x * rsqrt(p), whose approximation
+  rounds differently from the eager division, and differently with each
+  instruction set. DivNoNan is not rewritten, and equals x / p for the
+  positive pools GDN has (beta > 0)."""
+  if inverse:
+    return inputs * pool
+  return tf.math.divide_no_nan(inputs, pool)
+
+
+def _gdn_quantize(inputs, alpha):
+  """|x| (alpha 1) or x^2 (alpha 2), quantized per image (20 bits)."""
+  pool = tf.abs(inputs) if alpha == 1. else tf.math.square(inputs)
+  return quantize_activations(pool)
+
+
+def _gdn_pool(sums, shift, kernel_shift, beta, epsilon):
+  """pool = (rescaled sums + beta)^epsilon."""
+  pool = _rescale(sums, shift, kernel_shift) + beta
+  return tf.math.sqrt(pool) if epsilon == .5 else pool
+
+
+# Every step is an exact integer operation, a maximum, a power-of-two
+# scaling, one rounding (round-half-even, float64 -> float32), an addition
+# or a square root, which compiled code must round the same way;
+# gdn_compiled_available checks that it does.
+_gdn_quantize_compiled = tf.function(_gdn_quantize, jit_compile=True)
+_gdn_pool_compiled = tf.function(_gdn_pool, jit_compile=True)
+
+
+@functools.lru_cache(maxsize=None)
+def gdn_compiled_available():
+  """Whether the XLA-compiled GDN steps run here and equal the plain ops bit
+  for bit (checked once per process, both forms, on 2^20 values: the
+  smallest size that takes them, and vectorised code may differ from
+  scalar code)."""
+  rng = np.random.default_rng(5)
+  x = (rng.normal(size=(1, 64, 128, 128)) *
+       np.exp2(rng.integers(-20, 20, (1, 64, 128, 128)))).astype(np.float32)
+  x.flat[:3] = [0., -0., 2. ** -140]
+  kernel = tf.constant(rng.integers(0, 2 ** 20, (1, 1, 128, 128)), tf.float64)
+  kernel_shift = tf.constant(rng.integers(20, 40, 128), tf.int64)
+  beta = tf.constant(rng.uniform(1e-3, 2., 128), tf.float32)
+  x = tf.constant(x)
+  with tf.init_scope():
+    try:
+      for alpha, epsilon in ((1., 1.), (2., .5)):
+        results = []
+        for quantize, pool in ((_gdn_quantize_compiled, _gdn_pool_compiled),
+                               (_gdn_quantize, _gdn_pool)):
+          integers, shift = quantize(x, alpha)
+          sums = tf.nn.conv2d(integers, kernel, 1, "VALID")
+          results.append([integers.numpy(), shift.numpy(), pool(
+              sums, shift, kernel_shift, beta, epsilon).numpy().view(
+                  np.uint32)])
+        if not all(np.array_equal(a, b) for a, b in zip(*results)):
+          return False
+    except (tf.errors.OpError, NotImplementedError, TypeError, ValueError):
+      return False
+  return True
 
 
 def prepare_model(model, skip=(), fast=(), analysis=()):
