@@ -15,8 +15,9 @@ w = 128 e1 + e0 with e1 in [-127, 127] and e0 in [-64, 63]. Then
     sum a w = 2^14 sum d1 e1 + 2^7 (sum d1 e0 + sum d0 e1) + sum d0 e0
               - 2^13 sum w,
 
-four int8 products (one oneDNN `QuantizedMatMulWithBias` of the digit
-patches stacked [d1; d0] by the kernel digits [e1 | e0]) and a per-channel
+four int8 products (one oneDNN `QuantizedConv2D` of the digit planes
+stacked [d1; d0] with the kernel digits [e1 | e0], or, where that op does
+not run, one `QuantizedMatMulWithBias` of their patches) and a per-channel
 constant, combined in float64 where every term is an exact integer. Digits
 below 128 keep each pair of products below 2^15, so the AVX2 kernels
 (vpmaddubsw, which saturates at 16 bits) are exact too.
@@ -104,6 +105,14 @@ def _planes(integers):
   return tf.cast(tf.stack([tf.bitwise.right_shift(offset, 7),
                            tf.bitwise.bitwise_and(offset, DIGIT - 1)]),
                  tf.uint8)
+
+
+def split_kernel_digits(integers, axis):
+  """Integer kernel (|w| <= WEIGHT_LIMIT) -> int8 [e1 | e0] joined along the
+  output `axis`: w = 128 e1 + e0, e1 in [-127, 127], e0 in [-64, 63]."""
+  high = np.floor((integers + DIGIT // 2) / DIGIT)
+  return np.concatenate([high, integers - DIGIT * high],
+                        axis=axis).astype(np.int8)
 
 
 def subpixel_kernel(kernel, stride):
@@ -345,17 +354,13 @@ class DigitConvolution:
     self._folded_channels = folded.shape[2]
     flat = folded.reshape(-1, self.out_channels)
     self._depth = flat.shape[0]  # taps * channels: the patches' length
-    high = np.floor((flat + DIGIT // 2) / DIGIT)
-    low = flat - DIGIT * high
-    self._digits = tf.constant(np.concatenate([high, low], axis=1), tf.int8)
+    self._digits = tf.constant(split_kernel_digits(flat, axis=1), tf.int8)
     self._offset_sums = tf.constant(ACTIVATION_OFFSET * flat.sum(axis=0),
                                     tf.float64)
     # oneDNN's int8 convolution of the digit planes, where it runs: no
     # patches to build (g_a's 256x384 layer spent most of its time on
     # ~300 MB of them).
-    high = np.floor((integers + DIGIT // 2) / DIGIT)
-    self._kernel_digits = np.concatenate(
-        [high, integers - DIGIT * high], axis=3).astype(np.int8)
+    self._kernel_digits = split_kernel_digits(integers, axis=3)
     self.use_int8 = int8_products_available()
     self.use_convolution = self.use_int8 and int8_convolution_available()
     self.compiled = self.use_int8 and compiled_scaling_available()
@@ -396,15 +401,10 @@ class DigitConvolution:
     channel by `scale` (float64 powers of two [out]) and rounded once, as
     exact._rescale does, bit for bit; on the int8 path in one compiled pass
     where XLA is available (see `scale_digit_products`)."""
-    if self.block > 1:
-      # Before depth_to_space the channels are (row phase, column phase,
-      # channel), the channel fastest.
-      scale = tf.tile(scale, [self.block * self.block])
     if self.use_int8:
-      products, out_size = self._int8_products(_planes(integers),
-                                               tf.shape(integers))
-      return self._scale_products(products, out_size, scale)
-    outputs = tf.cast(self._float64_sums(integers) * scale, tf.float32)
+      return self._scaled_planes(_planes(integers), tf.shape(integers), scale)
+    outputs = tf.cast(self._float64_sums(integers) * self._tiled(scale),
+                      tf.float32)
     if self.block > 1:
       outputs = tf.nn.depth_to_space(outputs, self.block)
     return outputs
@@ -422,11 +422,8 @@ class DigitConvolution:
     planes, shift = tf.cond(
         tf.logical_and(self.compiled_planes, large),
         lambda: _digit_planes_compiled(x), lambda: digit_planes(x))
-    scale = self._scale(shift, kernel_shift)
-    if self.block > 1:
-      scale = tf.tile(scale, [self.block * self.block])
-    products, out_size = self._int8_products(planes, tf.shape(x))
-    return self._scale_products(products, out_size, scale)
+    return self._scaled_planes(planes, tf.shape(x),
+                               self._scale(shift, kernel_shift))
 
   @staticmethod
   def _scale(shift, kernel_shift):
@@ -434,9 +431,18 @@ class DigitConvolution:
     return (pow2(-tf.cast(tf.reshape(shift, [-1])[0], tf.int64)) *
             pow2(-tf.cast(kernel_shift, tf.int64)))
 
-  def _scale_products(self, products, out_size, scale):
-    """int32 digit products -> float32 round(sums * scale), [1, H', W', out]."""
-    args = (products, self._offset_sums, scale)
+  def _tiled(self, scale):
+    # Before depth_to_space the channels are (row phase, column phase,
+    # channel), the channel fastest.
+    if self.block > 1:
+      return tf.tile(scale, [self.block * self.block])
+    return scale
+
+  def _scaled_planes(self, planes, shape, scale):
+    """Digit planes of an input of `shape` -> float32 round(sums * scale),
+    [1, H', W', out] (after depth_to_space for a transposed convolution)."""
+    products, out_size = self._int8_products(planes, shape)
+    args = (products, self._offset_sums, self._tiled(scale))
     large = tf.size(products) >= 4 * COMPILED_MIN_OUTPUTS
     outputs = tf.cond(
         tf.logical_and(self.compiled, large),

@@ -297,8 +297,8 @@ class GDN(tfc.GDN):
       return self._float_call(inputs)
     kernel, kernel_shift, beta, alpha, epsilon = self._exact
     inputs = tf.cast(inputs, tf.float32)
-    pool = tf.abs(inputs) if alpha == 1. else tf.math.square(inputs)
     if self._digits is not None:
+      pool = tf.abs(inputs) if alpha == 1. else tf.math.square(inputs)
       pool = _per_image(self._digit_pool, pool)
       if epsilon == .5:
         pool = tf.math.sqrt(pool)
