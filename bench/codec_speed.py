@@ -27,6 +27,15 @@ CompressionModel.freeze): "exact" (integer arithmetic in float64, the
 default of encoder.py/decoder.py) and "float" (float32, --noexact_transforms).
 For "float" the last columns compare with the exact mode's files and
 pixels instead: same bytes or not, and the largest pixel difference.
+
+`--stages` adds where the time goes, on the first image: the seconds of g_a
+and of g_s alone (each traced once, median of three calls; g_s on round(y)),
+the rest of encode and decode (hyperprior, entropy parameters, range coding:
+for context models the wavefront loop), and the multiply-accumulates of g_a
+and g_s (counted from the float32 graph's convolutions and matrix products).
+MACs bound the transforms from below: the exact path does four int8 digit
+products per MAC (tfcodec/layers/digits.py), so g_s cannot take less than
+4 x its MACs / the int8 rate of the CPU.
 """
 
 import argparse
@@ -67,6 +76,8 @@ def main():
                       help="comma-separated: exact, float")
   parser.add_argument("--likelihood", default=None,
                       help="override the likelihood (gaussian/gmm) of context models")
+  parser.add_argument("--stages", action="store_true",
+                      help="also time g_a and g_s alone and count their MACs")
   args = parser.parse_args()
   if args.threads:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -85,7 +96,9 @@ def main():
     exact_files, exact_pixels = None, None
     for mode in args.transforms.split(","):
       model.freeze(tables, exact_transforms=(mode == "exact"))
-      files, pixels = time_model(name, model, images, mode)
+      files, pixels, seconds = time_model(name, model, images, mode)
+      if args.stages:
+        print_stages(model, images[0], seconds, mode, tables)
       if mode == "exact":
         exact_files, exact_pixels = files, pixels
       elif exact_files is not None:
@@ -169,7 +182,77 @@ def time_model(name, model, images, mode):
         "estimated bpp " + ", ".join(
             f"{latent} {value / pixel_count:.4f}"
             for latent, value in latent_bits.items()), flush=True)
-  return files, pixels
+  return files, pixels, (float(np.median(enc)), float(np.median(dec)))
+
+
+def _median_seconds(function, value, repeats=3):
+  function(value)  # trace
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    function(value)
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def transform_macs(model, x, tables):
+  """(g_a, g_s) multiply-accumulates for the padded image x, counted on the
+  float32 graph (leaves the model frozen with float transforms)."""
+  model.freeze(tables, exact_transforms=False)
+  y = model.g_a(x)
+  counts = []
+  for module, value in ((model.g_a, x), (model.g_s, tf.round(y))):
+    graph = tf.function(lambda v, m=module: m(v)).get_concrete_function(
+        tf.TensorSpec(value.shape, value.dtype)).graph
+    counts.append(sum(_op_macs(op) for op in graph.get_operations()))
+  return counts
+
+
+def _op_macs(op):
+  def shape(tensor):
+    return tensor.shape.as_list()
+  if op.type in ("Conv2D", "DepthwiseConv2dNative"):
+    kh, kw, cin, cout = shape(op.inputs[1])
+    n, h, w, _ = shape(op.outputs[0])
+    if op.type == "DepthwiseConv2dNative":
+      cin = 1
+    return n * h * w * kh * kw * cin * cout
+  if op.type == "Conv2DBackpropInput":  # a transposed convolution
+    # Filter [kh, kw, out, in]; every input position meets every tap.
+    kh, kw, cout, cin = shape(op.inputs[1])
+    n, h, w, _ = shape(op.inputs[2])
+    return n * h * w * kh * kw * cin * cout
+  if op.type in ("MatMul", "BatchMatMulV2", "BatchMatMulV3"):
+    a, out = shape(op.inputs[0]), shape(op.outputs[0])
+    inner = a[-2] if op.get_attr("adj_x" if "Batch" in op.type
+                                 else "transpose_a") else a[-1]
+    return int(np.prod(out)) * inner
+  if op.type == "Einsum":
+    inputs, output = op.get_attr("equation").decode().split("->")
+    sizes = {}
+    for labels, tensor in zip(inputs.split(","), op.inputs):
+      sizes.update(zip(labels, shape(tensor)))
+    contracted = set(sizes) - set(output)
+    return int(np.prod(shape(op.outputs[0]))) * int(
+        np.prod([sizes[label] for label in contracted]))
+  return 0
+
+
+def print_stages(model, image, seconds, mode, tables):
+  """g_a and g_s alone vs the whole encode and decode (first image)."""
+  x = pad_to_multiple(tf.constant(image, tf.float32)[None] / 255.,
+                      model.stride)
+  y = tf.function(lambda v: model.g_a(v))(x)
+  g_a = _median_seconds(tf.function(lambda v: model.g_a(v)), x)
+  g_s = _median_seconds(tf.function(lambda v: model.g_s(v)), tf.round(y))
+  macs_a, macs_s = transform_macs(model, x, tables)
+  model.freeze(tables, exact_transforms=(mode == "exact"))
+  encode, decode = seconds
+  print(f"{'':22s} stages (first image): g_a {g_a:.2f} s, rest of encode "
+        f"{encode - g_a:.2f} s; g_s {g_s:.2f} s, rest of decode "
+        f"{decode - g_s:.2f} s; MACs g_a {macs_a / 1e9:.1f} G, "
+        f"g_s {macs_s / 1e9:.1f} G", flush=True)
+
 
 if __name__ == "__main__":
   main()
