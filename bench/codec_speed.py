@@ -56,6 +56,7 @@ from tfcodec import zoo  # noqa: E402
 from tfcodec.metrics import psnr  # noqa: E402
 from tfcodec.models import MODELS, create_model  # noqa: E402
 from tfcodec.models.base import pad_to_multiple  # noqa: E402
+from graph_crc32 import median_seconds  # noqa: E402  (bench/, next to this)
 
 KODAK = os.path.join(ROOT, "..", "shared", "data", "kodak")
 
@@ -185,23 +186,13 @@ def time_model(name, model, images, mode):
   return files, pixels, (float(np.median(enc)), float(np.median(dec)))
 
 
-def _median_seconds(function, value, repeats=3):
-  function(value)  # trace
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    function(value)
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
-
-
-def transform_macs(model, x, tables):
-  """(g_a, g_s) multiply-accumulates for the padded image x, counted on the
-  float32 graph (leaves the model frozen with float transforms)."""
+def transform_macs(model, x, y_hat, tables):
+  """(g_a, g_s) multiply-accumulates for the padded image x and its y_hat,
+  counted on the float32 graph (leaves the model frozen with float
+  transforms)."""
   model.freeze(tables, exact_transforms=False)
-  y = model.g_a(x)
   counts = []
-  for module, value in ((model.g_a, x), (model.g_s, tf.round(y))):
+  for module, value in ((model.g_a, x), (model.g_s, y_hat)):
     graph = tf.function(lambda v, m=module: m(v)).get_concrete_function(
         tf.TensorSpec(value.shape, value.dtype)).graph
     counts.append(sum(_op_macs(op) for op in graph.get_operations()))
@@ -242,10 +233,11 @@ def print_stages(model, image, seconds, mode, tables):
   """g_a and g_s alone vs the whole encode and decode (first image)."""
   x = pad_to_multiple(tf.constant(image, tf.float32)[None] / 255.,
                       model.stride)
-  y = tf.function(lambda v: model.g_a(v))(x)
-  g_a = _median_seconds(tf.function(lambda v: model.g_a(v)), x)
-  g_s = _median_seconds(tf.function(lambda v: model.g_s(v)), tf.round(y))
-  macs_a, macs_s = transform_macs(model, x, tables)
+  analysis = tf.function(lambda v: model.g_a(v))
+  y_hat = tf.round(analysis(x))  # traces g_a once for both uses
+  g_a = median_seconds(analysis, x, repeats=3)
+  g_s = median_seconds(tf.function(lambda v: model.g_s(v)), y_hat, repeats=3)
+  macs_a, macs_s = transform_macs(model, x, y_hat, tables)
   model.freeze(tables, exact_transforms=(mode == "exact"))
   encode, decode = seconds
   print(f"{'':22s} stages (first image): g_a {g_a:.2f} s, rest of encode "
