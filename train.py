@@ -111,6 +111,12 @@ flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
                   "the CPU reports amx_bf16 or avx512_bf16 and float32 "
                   "otherwise; entropy models and other sensitive layers stay "
                   "float32 under either policy.")
+flags.DEFINE_enum("conv_kernel_grad", "auto", ["auto", "native", "patches"],
+                  "How convolution kernel gradients are computed: 'native' "
+                  "with TF's (oneDNN's) backprop-filter kernel, 'patches' as "
+                  "extract_patches + matmul (oneDNN's kernel corrupted the "
+                  "heap in training on a Zen 4 EPYC), 'auto' picks 'patches' "
+                  "on AMD CPUs; tfcodec/train/conv_grad.py has the details.")
 flags.DEFINE_enum("strategy", "none", ["none", "mirrored", "multi_worker"],
                   "The tf.distribute strategy: 'none' for one device, "
                   "'mirrored' for all GPUs of this machine, 'multi_worker' for "
@@ -241,7 +247,8 @@ def main(argv):
         model_kwargs=model_kwargs, strategy=FLAGS.strategy,
         parallel_calls=FLAGS.num_workers,
         keep_checkpoints=FLAGS.keep_checkpoints,
-        prior_lr_multiplier=FLAGS.prior_lr_multiplier)
+        prior_lr_multiplier=FLAGS.prior_lr_multiplier,
+        conv_kernel_grad=FLAGS.conv_kernel_grad)
   work_dir = distribute.worker_dir(run_dir, FLAGS.strategy)
   recipe = {"flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(
       FLAGS.find_module_defining_flag("model"))},

@@ -11,6 +11,8 @@
 # TF_ENABLE_ONEDNN_OPTS=0 avoided it, at about 4x the step time. Cheng 2020
 # runs got past their first steps after one or two restarts; TCM-S training
 # never reached its 50th step in five starts (two 3-step benchmarks passed).
+# train.py's --conv_kernel_grad=patches (the default on AMD) avoids the
+# kernel that faulted; this loop stays as the safety net.
 #
 #   nohup tools/train_resumed.sh configs/<model>/<recipe>.flags \
 #       --checkpoint_every=100 >> runs/<run>/nohup.log 2>&1 &

@@ -27,7 +27,7 @@ import tensorflow as tf
 from tfcodec import metrics, zoo
 from tfcodec.models import create_model
 from tfcodec.models.base import pad_to_multiple
-from tfcodec.train import data, distribute, widen
+from tfcodec.train import conv_grad, data, distribute, widen
 from tfcodec.train.optimizer import Adam, prior_variables
 from tfcodec.train.precision import (resolve_precision,
                                      use_inference_arithmetic_in_training)
@@ -220,7 +220,7 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
           warm_start_partial=False, widen_from=None, seed=None,
           model_kwargs=None, strategy="none", parallel_calls=None,
           summary_images=3, echo=True, keep_checkpoints=3,
-          prior_lr_multiplier=1.):
+          prior_lr_multiplier=1., conv_kernel_grad="auto"):
   """Trains (or resumes) a run and returns the model.
 
   `epochs`, when given, replaces `steps`: an epoch is one random crop of every
@@ -231,12 +231,16 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
   new run starts from, computing what it computes (tfcodec.train.widen).
   `prior_lr_multiplier`: the factorized priors' parameters learn this many
   times faster than the rest (tfcodec.train.optimizer explains why).
+  `conv_kernel_grad`: 'patches' computes convolution kernel gradients
+  without oneDNN's backprop-filter kernel, 'native' with it, 'auto' picks
+  'patches' on AMD CPUs (tfcodec.train.conv_grad explains why).
   """
   # Multi-worker collectives must be configured before any other TF work.
   dist = distribute.create_strategy(strategy)
   use_inference_arithmetic_in_training()
   precision = resolve_precision(precision)
   tf.keras.mixed_precision.set_global_policy(precision)
+  conv_kernel_grad = conv_grad.configure(conv_kernel_grad)
   if metric == "ms-ssim" and patch_size < 161:
     raise ValueError("MS-SSIM's five scales with an 11-tap window need crops of "
                      f"at least 161 pixels; --patch_size is {patch_size}")
@@ -280,11 +284,13 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
 
   log("start", text=(
       f"{model_name} q{quality} {metric}, lambda {model.lmbda:g}, N={model.N} "
-      f"M={model.M}; {precision}; strategy {strategy} "
+      f"M={model.M}; {precision}; conv kernel gradients {conv_kernel_grad}; "
+      f"strategy {strategy} "
       f"({dist.num_replicas_in_sync} replica(s)); {num_images} training images, "
       f"{epoch_steps} steps/epoch; {steps} steps; run dir {work_dir}"),
       model=model_name, quality=quality, metric=metric, lmbda=model.lmbda,
-      precision=precision, strategy=strategy, num_images=num_images,
+      precision=precision, conv_kernel_grad=conv_kernel_grad,
+      strategy=strategy, num_images=num_images,
       steps_per_epoch=epoch_steps, total_steps=steps, batch_size=batch_size,
       patch_size=patch_size, replicas=dist.num_replicas_in_sync)
   if manager.latest_checkpoint:
