@@ -4,6 +4,7 @@ and batched against single forward passes (make determinism: Kodak, shipped
 weights)."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import random_image
@@ -12,7 +13,12 @@ from tfcodec import determinism
 EXACT_MODELS = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean")
 
 
-def test_matrix_has_no_mismatch(tmp_path, tiny_models, tiny_snapshots):
+# make test: threads 1 and 4 (on a 2-core machine, 4 splits the sums
+# differently from 1 and from 2) x oneDNN off/on; make test-all adds 2.
+@pytest.mark.parametrize("threads", [
+    (1, 4), pytest.param(determinism.THREADS, marks=pytest.mark.slow)])
+def test_matrix_has_no_mismatch(tmp_path, tiny_models, tiny_snapshots,
+                                threads):
   paths = []
   for index, (height, width) in enumerate([(48, 80), (48, 80), (37, 29)]):
     path = tmp_path / f"img{index}.png"
@@ -24,10 +30,10 @@ def test_matrix_has_no_mismatch(tmp_path, tiny_models, tiny_snapshots):
   # tests/test_context_models.py and TCM's decoder is held to its encoder's
   # forward pass in tests/test_tcm.py.
   records, mismatches = determinism.run_matrix(
-      "tiny:" + "+".join(EXACT_MODELS), paths, tiny_snapshots, log=None,
-      workdir=str(tmp_path / "work"))
+      "tiny:" + "+".join(EXACT_MODELS), paths, tiny_snapshots,
+      threads=threads, log=None, workdir=str(tmp_path / "work"))
   assert mismatches == []
-  assert len(records) == 6
+  assert len(records) == 2 * len(threads)
   for config in records.values():
     assert len(config) == len(EXACT_MODELS) * len(paths)
     assert all("cross" in r for r in config.values())
