@@ -27,6 +27,8 @@ NCHW) keep TF's gradient.
 import tensorflow as tf
 from tensorflow.python.framework import ops
 
+from tfcodec.train.precision import cpu_field
+
 MODES = ("auto", "native", "patches")
 
 _registry = ops._gradient_registry._registry  # pylint: disable=protected-access
@@ -45,26 +47,26 @@ def kernel_gradient(x, dy, kernel_shape, strides, padding):
   return tf.reshape(tf.matmul(patches, dy, transpose_a=True), kernel_shape)
 
 
+def _text_attr(op, name):
+  value = op.get_attr(name)
+  return value.decode() if isinstance(value, bytes) else value
+
+
 def _covered(op):
-  return (op.get_attr("data_format") in (b"NHWC", "NHWC")
+  return (_text_attr(op, "data_format") == "NHWC"
           and list(op.get_attr("dilations")) == [1, 1, 1, 1]
-          and op.get_attr("padding") in (b"SAME", b"VALID", "SAME", "VALID"))
-
-
-def _padding(op):
-  padding = op.get_attr("padding")
-  return padding.decode() if isinstance(padding, bytes) else padding
+          and _text_attr(op, "padding") in ("SAME", "VALID"))
 
 
 def _conv2d_grad(op, grad):
   if not _covered(op):
     return _ORIGINAL["Conv2D"](op, grad)
   x, kernel = op.inputs
-  strides = op.get_attr("strides")
+  strides, padding = op.get_attr("strides"), _text_attr(op, "padding")
   dx = tf.raw_ops.Conv2DBackpropInput(
       input_sizes=tf.shape(x), filter=kernel, out_backprop=grad,
-      strides=strides, padding=_padding(op), data_format="NHWC")
-  return dx, kernel_gradient(x, grad, kernel.shape, strides, _padding(op))
+      strides=strides, padding=padding, data_format="NHWC")
+  return dx, kernel_gradient(x, grad, kernel.shape, strides, padding)
 
 
 def _conv2d_backprop_input_grad(op, grad):
@@ -74,9 +76,9 @@ def _conv2d_backprop_input_grad(op, grad):
   if not _covered(op):
     return _ORIGINAL["Conv2DBackpropInput"](op, grad)
   _, kernel, dy = op.inputs
-  strides = op.get_attr("strides")
-  d_dy = tf.nn.conv2d(grad, kernel, strides, _padding(op))
-  return None, kernel_gradient(grad, dy, kernel.shape, strides, _padding(op)), d_dy
+  strides, padding = op.get_attr("strides"), _text_attr(op, "padding")
+  d_dy = tf.nn.conv2d(grad, kernel, strides, padding)
+  return None, kernel_gradient(grad, dy, kernel.shape, strides, padding), d_dy
 
 
 def installed():
@@ -93,17 +95,6 @@ def uninstall():
     _registry[name]["type"] = function
 
 
-def cpu_vendor(path="/proc/cpuinfo"):
-  try:
-    with open(path) as f:
-      for line in f:
-        if line.startswith("vendor_id"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return ""
-
-
 def resolve(mode, vendor=None):
   """'auto' -> 'patches' on AMD CPUs (where the fault was seen), else
   'native' (the Xeons of earlier sessions trained thousands of steps with
@@ -112,7 +103,7 @@ def resolve(mode, vendor=None):
     raise ValueError(f"conv_kernel_grad must be one of {MODES}, got {mode!r}")
   if mode != "auto":
     return mode
-  vendor = cpu_vendor() if vendor is None else vendor
+  vendor = cpu_field("vendor_id") if vendor is None else vendor
   return "patches" if vendor == "AuthenticAMD" else "native"
 
 

@@ -14,15 +14,20 @@ BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 
-def cpu_flags(path="/proc/cpuinfo"):
-  """The set of feature flags the kernel reports for the first CPU."""
+def cpu_field(name, path="/proc/cpuinfo"):
+  """The first CPU's `name` field in /proc/cpuinfo ("" when absent)."""
   if not os.path.exists(path):
-    return set()
+    return ""
   with open(path) as f:
     for line in f:
-      if line.startswith("flags"):
-        return set(line.split(":", 1)[1].split())
-  return set()
+      if line.startswith(name):
+        return line.split(":", 1)[1].strip()
+  return ""
+
+
+def cpu_flags(path="/proc/cpuinfo"):
+  """The set of feature flags the kernel reports for the first CPU."""
+  return set(cpu_field("flags", path).split())
 
 
 def has_bf16_hardware(flags=None):
