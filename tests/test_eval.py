@@ -332,6 +332,15 @@ def test_plot_labels_published_curves_and_draws_them_dashed(tmp_path):
   assert plot.rd_plot(str(path), "ms-ssim", [ours], [], []) == []
 
 
+def test_plot_gives_each_of_our_curves_its_own_colour_and_marker():
+  from tfcodec.eval import plot
+  looks = [plot.our_style(i) for i in range(10)]  # the zoo has 10 curves
+  assert len(set(looks)) == 10
+  assert looks[0] == ("black", "o")
+  assert len({plot.our_style(i) for i in range(
+      len(plot.OUR_COLOURS) * len(plot.OUR_MARKERS))}) == 18
+
+
 def test_model_selection_defaults_to_every_shipped_weight(monkeypatch):
   from tfcodec import zoo
   from tfcodec.eval import cli

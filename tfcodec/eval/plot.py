@@ -1,7 +1,7 @@
 """RD plots (matplotlib, PNG): PSNR-bpp and MS-SSIM(dB)-bpp.
 
 Three kinds of curve, drawn so they cannot be confused:
-  ours       thick solid lines, round markers
+  ours       thick solid lines, round (then diamond, triangle) markers
   baselines  thin solid lines, small square markers (measured in this run)
   published  dashed lines, 'x' markers, label ending in "(published)"
 matplotlib is optional (requirements-rd.txt); `available()` says if it is here.
@@ -14,8 +14,10 @@ from tfcodec.eval import bdrate
 
 MAX_BPP = 2.0
 PNG_NAMES = {"psnr": "kodak_psnr.png", "ms-ssim": "kodak_msssim.png"}
-# Ours stand out: black first, then dark colours tab10 does not use.
-OUR_COLOURS = ("black", "#6a3d9a", "#b15928", "#01665e")
+# Ours stand out: black first, then dark colours tab10 does not use; once
+# the colours run out the marker changes, so ten models get ten looks.
+OUR_COLOURS = ("black", "#6a3d9a", "#b15928", "#01665e", "#08306b", "#67001f")
+OUR_MARKERS = ("o", "D", "^")
 YLABELS = {"psnr": "PSNR (RGB) [dB]", "ms-ssim": "MS-SSIM (RGB) [dB]  "
            "= -10 log10(1 - MS-SSIM)"}
 
@@ -26,6 +28,14 @@ def available():
   except ImportError:
     return False
   return True
+
+
+def our_style(index):
+  """(colour, marker) of our index-th curve: distinct for the first
+  len(OUR_COLOURS) * len(OUR_MARKERS) curves."""
+  colour = OUR_COLOURS[index % len(OUR_COLOURS)]
+  marker = OUR_MARKERS[(index // len(OUR_COLOURS)) % len(OUR_MARKERS)]
+  return colour, marker
 
 
 def _visible(result, metric, max_bpp):
@@ -67,8 +77,10 @@ def rd_plot(path, metric, ours=(), baselines=(), published=(), title="",
       label = curve["name"]
       if curves is published and not label.endswith("(published)"):
         label += " (published)"
-      line, = ax.plot(rates, values, color=colours[index % len(colours)],
-                      label=label, **style)
+      look = dict(style, color=colours[index % len(colours)])
+      if curves is ours:
+        look["color"], look["marker"] = our_style(index)
+      line, = ax.plot(rates, values, label=label, **look)
       drawn.append((label, style["linestyle"]))
       handles.append((-rank, index, line))
       shown.extend(v for r, v in zip(rates, values) if r <= max_bpp)
