@@ -21,6 +21,9 @@ import sys
 from absl import app, flags
 import numpy as np
 from PIL import Image
+import tensorflow as tf
+
+from tfcodec import metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -40,10 +43,10 @@ flags.DEFINE_bool("chroma420", False,
 FLAGS = flags.FLAGS
 
 
-def psnr(x_hat, image):
-  """PSNR (dB) of a [0, 1] float reconstruction, rounded to 8 bits."""
-  pixels = np.clip(np.round(x_hat * 255.), 0, 255)
-  return 10 * np.log10(255. ** 2 / np.mean((pixels - image) ** 2))
+def to_8bit(x_hat):
+  """A [0, 1] float reconstruction as the 8-bit pixels a decoder writes."""
+  return np.clip(np.round(tf.cast(x_hat, tf.float32)[0].numpy() * 255.),
+                 0, 255)
 
 
 def chroma420_psnr(path):
@@ -53,13 +56,10 @@ def chroma420_psnr(path):
   cb, cr = (c.resize(half, Image.BILINEAR).resize(image.size, Image.BILINEAR)
             for c in (cb, cr))
   round_trip = Image.merge("YCbCr", (luma, cb, cr)).convert("RGB")
-  original = np.asarray(image, np.float64)
-  return 10 * np.log10(255. ** 2 / np.mean(
-      (np.asarray(round_trip, np.float64) - original) ** 2))
+  return metrics.psnr(np.asarray(image), np.asarray(round_trip))
 
 
 def main(_):
-  import tensorflow as tf
   # The policy must be set before any layer is built.
   tf.keras.mixed_precision.set_global_policy(FLAGS.precision)
   from tfcodec import zoo
@@ -82,10 +82,9 @@ def main(_):
       outputs = model(x, training=False)
       bits = sum(float(tf.reduce_sum(b)) for b in outputs["bits"].values())
       bpps.append(bits / (image.shape[0] * image.shape[1]))
-      psnrs.append(psnr(tf.cast(outputs["x_hat"], tf.float32)[0].numpy(),
-                        image))
+      psnrs.append(metrics.psnr(image, to_8bit(outputs["x_hat"])))
       x_bar = model.synthesis(model.analysis(x))
-      ceilings.append(psnr(tf.cast(x_bar, tf.float32)[0].numpy(), image))
+      ceilings.append(metrics.psnr(image, to_8bit(x_bar)))
     print(f"q{quality}: {np.mean(bpps):.4f} bpp, {np.mean(psnrs):.2f} dB "
           f"with rounding; no-quantization ceiling {np.mean(ceilings):.2f} dB")
   if FLAGS.chroma420:

@@ -61,15 +61,18 @@ def rd_plot(path, metric, ours=(), baselines=(), published=(), title="",
 
   fig, ax = plt.subplots(figsize=(11, 7), dpi=110)
   shown, drawn, handles = [], [], []
+  def cycled(colours, marker):
+    return lambda index: (colours[index % len(colours)], marker)
+
   styles = [
-      (published, dict(linestyle="--", linewidth=1.2, marker="x",
-                       markersize=4, alpha=0.85), plt.cm.Dark2.colors),
-      (baselines, dict(linestyle="-", linewidth=1.3, marker="s",
-                       markersize=3), plt.cm.tab10.colors),
-      (ours, dict(linestyle="-", linewidth=2.8, marker="o", markersize=6,
-                  zorder=5), OUR_COLOURS),
+      (published, dict(linestyle="--", linewidth=1.2, markersize=4,
+                       alpha=0.85), cycled(plt.cm.Dark2.colors, "x")),
+      (baselines, dict(linestyle="-", linewidth=1.3, markersize=3),
+       cycled(plt.cm.tab10.colors, "s")),
+      (ours, dict(linestyle="-", linewidth=2.8, markersize=6, zorder=5),
+       our_style),
   ]
-  for rank, (curves, style, colours) in enumerate(styles):
+  for rank, (curves, style, look) in enumerate(styles):
     for index, curve in enumerate(curves):
       rates, values = _visible(curve, metric, max_bpp)
       if len(rates) == 0:
@@ -77,10 +80,9 @@ def rd_plot(path, metric, ours=(), baselines=(), published=(), title="",
       label = curve["name"]
       if curves is published and not label.endswith("(published)"):
         label += " (published)"
-      look = dict(style, color=colours[index % len(colours)])
-      if curves is ours:
-        look["color"], look["marker"] = our_style(index)
-      line, = ax.plot(rates, values, label=label, **look)
+      colour, marker = look(index)
+      line, = ax.plot(rates, values, label=label, color=colour, marker=marker,
+                      **style)
       drawn.append((label, style["linestyle"]))
       handles.append((-rank, index, line))
       shown.extend(v for r, v in zip(rates, values) if r <= max_bpp)
