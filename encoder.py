@@ -22,7 +22,8 @@ flags.DEFINE_string("output_dir", "bitstreams",
 flags.DEFINE_string("model", None,
                     "Registered model to encode with; by default the best "
                     "shipped one, tfcodec.zoo.DEFAULT_MODEL.")
-flags.DEFINE_integer("quality", 3, "Quality level (1..8) of the shipped weights.")
+flags.DEFINE_integer("quality", 3, "Quality level (1..8; 0 is mbt2018-mean-vr's "
+                     "low rung) of the shipped weights.")
 flags.DEFINE_enum("metric", "mse", ["mse", "ms-ssim"],
                   "Which shipped weights: trained for MSE or for MS-SSIM.")
 flags.DEFINE_bool("exact_transforms", True,

@@ -9,6 +9,7 @@ from tfcodec import codec, zoo
 from tfcodec.io.bitstream import Bitstream, FormatError
 from tfcodec.models import (LAMBDAS, create_model, ladder_lambdas, qualities,
                             quality_config)
+from tfcodec.models.registry import LOW_LAMBDAS
 from tfcodec.models.base import pad_to_multiple
 
 NAME = "mbt2018-mean-vr"
@@ -16,20 +17,27 @@ PARTS = ("g_a", "g_s", "h_a", "h_s", "z_prior", "y_conditional")
 
 
 def test_ladders_are_mbt2018_means_rungs_narrow_then_wide():
-  # Two networks, widening where mbt2018-mean does (q5).
-  assert qualities(NAME) == (1, 2, 3, 4, 5, 6, 7)
-  for quality in qualities(NAME):
+  # Two networks, widening where mbt2018-mean does (q5); the narrow one also
+  # serves the low rung q0, below CompressAI's table.
+  assert qualities(NAME) == (0, 1, 2, 3, 4, 5, 6, 7)
+  for quality in qualities(NAME)[1:]:
     assert quality_config(NAME, quality) == quality_config(
         "mbt2018-mean", quality)
-  with pytest.raises(ValueError, match="1..7"):
+  assert quality_config(NAME, 0) == (128, 192, 0.0005)
+  assert quality_config(NAME, 0, "ms-ssim") == (128, 192, 0.66)
+  with pytest.raises(ValueError, match="0..7"):
     quality_config(NAME, 8)
+  with pytest.raises(ValueError, match="quality must be in 1..8"):
+    quality_config("mbt2018-mean", 0)  # single-rate models have no q0
   model = create_model(NAME, quality=2, N=8, M=8)
   assert model.quality == 2 and model.lmbda == LAMBDAS["mse"][1]
-  assert model.qualities == (1, 2, 3, 4)
+  assert model.qualities == (0, 1, 2, 3, 4)
   # Gains start at sqrt(lambda_q / lambda_3).
   np.testing.assert_allclose(
       np.exp(model.log_gains.numpy()[:, 0]),
-      np.sqrt(np.array(LAMBDAS["mse"][:4]) / LAMBDAS["mse"][2]), rtol=1e-6)
+      np.sqrt(np.array((LOW_LAMBDAS["mse"],) + LAMBDAS["mse"][:4])
+              / LAMBDAS["mse"][2]), rtol=1e-6)
+  assert create_model(NAME, quality=0, N=8, M=8).lmbda == 0.0005
   # A high quality builds the wide network's ladder, gains relative to q5.
   wide = create_model(NAME, quality=6, N=8, M=8)
   assert wide.qualities == (5, 6, 7) and wide.quality == 6
@@ -66,7 +74,7 @@ def test_training_loss_uses_each_images_own_lambda():
   outputs = model(x, training=True)
   lmbda = outputs["lmbda"].numpy()
   assert lmbda.shape == (6,) and set(lmbda) <= set(
-      np.float32(LAMBDAS["mse"][:4]))
+      np.float32((LOW_LAMBDAS["mse"],) + LAMBDAS["mse"][:4]))
   terms = model.rd_loss(x, outputs)
   bpp = (sum(b.numpy() for b in outputs["bits"].values()) / (64 * 64))
   mse = np.mean((x.numpy() - outputs["x_hat"].numpy()) ** 2,
@@ -105,7 +113,7 @@ def test_header_quality_selects_the_gains(tiny_models, tmp_path):
     np.testing.assert_array_equal(decoded, expected)
   stream = Bitstream.from_bytes(files[4])
   stream.quality = 5
-  with pytest.raises(FormatError, match="quality 5 outside 1..4"):
+  with pytest.raises(FormatError, match="quality 5 outside 0..4"):
     codec.decode_bytes(stream.to_bytes(), model=model)
 
 
@@ -118,9 +126,10 @@ def test_one_weight_file_serves_every_quality(tiny_models, tmp_path,
   assert path == str(tmp_path / f"{NAME}-mse.npz")
   zoo.save_weights(model, path, 2, tables=model.coding_tables(),
                    dtype=np.float32)
-  assert [q for n, _, q in zoo.available_weights() if n == NAME] == [1, 2, 3, 4]
+  assert [q for n, _, q in zoo.available_weights() if n == NAME] == [
+      0, 1, 2, 3, 4]
   image = random_image(64, 64, seed=2)
-  for quality in (1, 3):
+  for quality in (0, 1, 3):
     loaded = zoo.load_model(NAME, quality)
     assert loaded.quality == quality
     model.set_quality(quality)
@@ -147,7 +156,7 @@ def test_each_quality_routes_to_the_file_of_its_network(tmp_path,
   assert zoo.weights_path(NAME, 4) == str(tmp_path / f"{NAME}-mse.npz")
   assert zoo.weights_path(NAME, 5) == str(tmp_path / f"{NAME}-mse-N192.npz")
   assert sorted(q for n, _, q in zoo.available_weights()
-                if n == NAME) == [1, 2, 3, 4, 5, 6, 7]
+                if n == NAME) == [0, 1, 2, 3, 4, 5, 6, 7]
   image = random_image(64, 64, seed=2)
   for quality, source in ((4, narrow), (6, wide)):
     loaded = zoo.load_model(NAME, quality)
@@ -233,15 +242,18 @@ def test_ladder_flag_values():
   assert ladder_lambdas("1,2,3,4,5,6") == LAMBDAS["mse"][:6]
   assert ladder_lambdas([2, 4], "ms-ssim") == (LAMBDAS["ms-ssim"][1],
                                                 LAMBDAS["ms-ssim"][3])
-  for bad in ("0,1", "1,9", "3,2", "1,1", "a,b", ""):
-    with pytest.raises(ValueError, match="increasing qualities in 1..8"):
+  assert ladder_lambdas("0,1") == (0.0005, 0.0018)
+  assert ladder_lambdas("0,2", "ms-ssim") == (0.66, 4.58)
+  for bad in ("-1,1", "1,9", "3,2", "1,1", "a,b", ""):
+    with pytest.raises(ValueError, match="increasing qualities in 0..8"):
       ladder_lambdas(bad)
 
 
 def _saved_random_ladder(tmp_path, seed):
-  """A tiny 4-rung MSE model with random gains, saved: (model, path)."""
+  """A tiny 4-rung (q1-q4) MSE model with random gains, saved: (model,
+  path)."""
   tf.keras.utils.set_random_seed(seed)
-  model = create_model(NAME, quality=3, N=8, M=8)
+  model = create_model(NAME, quality=3, N=8, M=8, lmbdas=LAMBDAS["mse"][:4])
   model.log_gains.assign(tf.random.normal(model.log_gains.shape))
   model.log_inverse_gains.assign(tf.random.normal(model.log_gains.shape))
   path = str(tmp_path / "ladder.npz")
@@ -266,10 +278,35 @@ def test_finetuning_onto_a_longer_ladder_keeps_the_trained_rungs(tmp_path):
                             long.g_s.trainable_variables):
     np.testing.assert_array_equal(source.numpy(), target.numpy())
   # The same file into the same ladder is a plain load.
-  same = create_model(NAME, quality=3, N=8, M=8)
+  same = create_model(NAME, quality=3, N=8, M=8, lmbdas=LAMBDAS["mse"][:4])
   zoo.load_weights(same, path)
   np.testing.assert_array_equal(same.log_gains.numpy(),
                                 short.log_gains.numpy())
+
+
+def test_a_q1_q4_file_grows_the_low_rung(tmp_path):
+  """configs/mbt2018-mean-vr/mse-q0.flags: the shipped q1-q4 file loads into
+  the default q0-q4 ladder, q1-q4 as stored and q0 from q1's gains scaled by
+  sqrt(0.0005 / 0.0018); the saved result serves q0 and codes it."""
+  short, path = _saved_random_ladder(tmp_path, 10)
+  grown = create_model(NAME, quality=1, N=8, M=8)
+  assert grown.qualities == (0, 1, 2, 3, 4)
+  zoo.load_weights(grown, path)
+  gains, inverse = grown.log_gains.numpy(), grown.log_inverse_gains.numpy()
+  np.testing.assert_array_equal(gains[1:], short.log_gains.numpy())
+  shift = 0.5 * np.log(0.0005 / 0.0018)
+  np.testing.assert_allclose(gains[0], gains[1] + shift, rtol=1e-6)
+  np.testing.assert_allclose(inverse[0], inverse[1] - shift, rtol=1e-6)
+  grown.freeze()
+  grown.set_quality(0)
+  image = random_image(48, 64, seed=11)
+  data = codec.encode_image(grown, image, 0)
+  assert Bitstream.from_bytes(data).quality == 0
+  np.testing.assert_array_equal(
+      codec.decode_bytes(data, model=grown),
+      grown.decompress(*grown.compress(image), image.shape[:2]).numpy())
+  grown.set_quality(1)
+  assert len(data) < len(codec.encode_image(grown, image, 1))
 
 
 def test_an_mse_ladder_finetunes_for_ms_ssim_by_quality_number(tmp_path):
@@ -277,7 +314,8 @@ def test_an_mse_ladder_finetunes_for_ms_ssim_by_quality_number(tmp_path):
   file's rung q must start the MS-SSIM model's rung q, not the stored rung
   nearest in lambda (which would be the highest for every rung)."""
   mse, path = _saved_random_ladder(tmp_path, 9)
-  msssim = create_model(NAME, quality=3, metric="ms-ssim", N=8, M=8)
+  msssim = create_model(NAME, quality=3, metric="ms-ssim", N=8, M=8,
+                        lmbdas=LAMBDAS["ms-ssim"][:4])
   zoo.load_weights(msssim, path)
   np.testing.assert_array_equal(msssim.log_gains.numpy(),
                                 mse.log_gains.numpy())

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from conftest import random_image
 from tfcodec import zoo
-from tfcodec.models import create_model
+from tfcodec.models import LAMBDAS, create_model
 from tfcodec.train.widen import widen
 
 
@@ -35,7 +35,7 @@ def test_widened_model_reconstructs_the_same_at_the_same_bits(
   narrow = zoo.load_model(path=path, freeze=False)  # as stored (float16)
 
   wide_kwargs = {} if ladder is None else dict(
-      lmbdas=tuple(zoo.LAMBDAS["mse"][q - 1] for q in ladder))
+      lmbdas=tuple(LAMBDAS["mse"][q - 1] for q in ladder))
   # 32 new z channels: enough that a prior putting zeros in its tail shows.
   wide = create_model(name, 3, N=40, M=20, **wide_kwargs)
   widen(wide, path)

@@ -71,7 +71,9 @@ def load_shipped_model(name, quality, metric):
   if quality not in valid:
     raise UsageError(f"quality must be one of {valid[0]}..{valid[-1]}, "
                      f"got {quality}. {shipped_summary(name)}")
-  if not os.path.exists(zoo.weights_path(name, quality, metric)):
+  # A variable-rate file need not hold every rung of its network (the MS-SSIM
+  # ladder has no q0), so ask what is shipped, not whether the file exists.
+  if quality not in shipped_qualities(name, metric):
     raise UsageError(f"no shipped weights for {name} ({metric}) at quality "
                      f"{quality}. {shipped_summary(name)}")
   return codec.get_model(name, quality, metric)
@@ -471,7 +473,8 @@ def build_parser():
                       "mbt2018-mean-vr); "
                       "'tfcodec models' lists them.")
   p.add_argument("--quality", type=int, default=None,
-                 help=f"Quality level 1..8 of the shipped weights (default "
+                 help=f"Quality level 1..8 of the shipped weights, 0 for "
+                      f"mbt2018-mean-vr's low rung (default "
                       f"{DEFAULT_QUALITY}).")
   p.add_argument("--metric", default="mse", choices=("mse", "ms-ssim"),
                  help="Use weights trained for MSE (default) or MS-SSIM.")

@@ -157,8 +157,8 @@ def add_arguments(parser):
                       help="Registered model name; the default is the "
                       "project's default model (mbt2018-mean).")
   parser.add_argument("--quality", type=int, default=3,
-                      help="Quality level (1..8) of the shipped weights to "
-                      "export (default 3).")
+                      help="Quality level (1..8, 0 for mbt2018-mean-vr's low "
+                      "rung) of the shipped weights to export (default 3).")
   parser.add_argument("--metric", default="mse", choices=("mse", "ms-ssim"),
                       help="Export the weights trained for MSE or for MS-SSIM.")
   parser.add_argument("--weights", default=None,

@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from tfcodec.models import MODELS, VARIABLE_RATE, create_model
-from tfcodec.models.registry import LAMBDAS, variable_rate_group
+from tfcodec.models.registry import quality_lambda, variable_rate_group
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 # The best shipped codec (tfcodec/weights/README.md); encoder.py's default.
@@ -142,8 +142,7 @@ def _ladder_rows(meta, model):
     return None
   stored = [float(l) for l in stored]
   if meta.get("metric", model.metric) != model.metric:
-    table = LAMBDAS[model.metric]
-    stored = [table[int(q) - 1] for q in meta["qualities"]]
+    stored = [quality_lambda(model.metric, int(q)) for q in meta["qualities"]]
   if stored == list(model.lmbdas):
     return None
 

@@ -6,7 +6,7 @@ Version 7 layout (one untiled image), all integers big-endian:
   version      u8       7
   model id     u8       MODEL_IDS[name]; 0: a u8 length and the ASCII
                         registry name follow (a model tfcodec does not number)
-  quality      u8       1..8
+  quality      u8       0..8 (0: a variable-rate model's low rung)
   metric       u8       0 = mse, 1 = ms-ssim
   weights id   u32      CRC32 of the coding model's float16 weights
   height - 1   u16      original image height (before padding), 1..65536
@@ -152,8 +152,8 @@ class Bitstream:
     if not (0 < self.height <= MAX_DIMENSION and 0 < self.width <= MAX_DIMENSION):
       raise ValueError(f"image size {self.height}x{self.width} outside "
                        f"1..{MAX_DIMENSION}")
-    if not 0 < self.quality < 256:
-      raise ValueError(f"quality {self.quality} is not a u8 above 0")
+    if not 0 <= self.quality < 256:
+      raise ValueError(f"quality {self.quality} is not a u8")
     if not 0 <= self.weights_id < 1 << 32:
       raise ValueError(f"weights id {self.weights_id} is not a u32")
     if self.tiled:

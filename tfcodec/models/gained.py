@@ -22,10 +22,11 @@ quantization step goes as 1/sqrt(lambda)), so the reference quality starts
 with unit gains and a model warm-started from a single-rate mbt2018-mean at
 that quality reproduces it exactly there.
 
-The ladder is a list of lambdas of CompressAI's table (by default the
-registry's ladder of the network serving the quality: q1-q4 narrow, q5-q7
-wide, or `lmbdas`, e.g. train.py --ladder=1,2,3,4,5,6); a quality keeps its
-CompressAI number whatever the ladder, so q3 is lambda 0.0067 in every file.
+The ladder is a list of lambdas of CompressAI's table, or the registry's
+quality 0 below it (by default the registry's ladder of the network serving
+the quality: q0-q4 narrow, q5-q7 wide, or `lmbdas`, e.g. train.py
+--ladder=1,2,3,4,5,6); a quality keeps its number whatever the ladder, so q3
+is lambda 0.0067 in every file.
 The container keeps an integer quality, so only the ladder's qualities are
 coded; the paper's interpolation between adjacent gain vectors is not offered.
 The gains are applied in float32 from exp() taken in float64 (nothing there
@@ -37,20 +38,21 @@ import math
 import tensorflow as tf
 
 from tfcodec.models.mbt2018 import MeanScaleHyperpriorModel
-from tfcodec.models.registry import (LAMBDAS, register_model,
-                                     variable_rate_lambdas)
+from tfcodec.models.registry import (LAMBDAS, LOW_LAMBDAS, lambda_quality,
+                                     register_model, variable_rate_lambdas)
 
 
 def ladder_qualities(lmbdas, metric):
-  """The CompressAI quality number of each lambda of a ladder."""
-  table = LAMBDAS[metric]
-  missing = [l for l in lmbdas if float(l) not in table]
+  """The quality number of each lambda of a ladder (CompressAI's 1..8, or
+  the low rung 0)."""
+  missing = [l for l in lmbdas if lambda_quality(metric, l) is None]
   if missing:
     raise ValueError(f"variable-rate ladders use the {metric} lambdas of the "
-                     f"quality table {table}; {missing} are not in it")
+                     f"quality table {LAMBDAS[metric]} (and quality 0's "
+                     f"{LOW_LAMBDAS[metric]}); {missing} are not in it")
   if list(lmbdas) != sorted(lmbdas) or len(set(lmbdas)) != len(lmbdas):
     raise ValueError(f"a ladder's lambdas must increase: {list(lmbdas)}")
-  return tuple(table.index(float(l)) + 1 for l in lmbdas)
+  return tuple(lambda_quality(metric, l) for l in lmbdas)
 
 
 @register_model("mbt2018-mean-vr")
@@ -66,9 +68,8 @@ class GainedMeanScaleHyperpriorModel(MeanScaleHyperpriorModel):
       # The registry's ladder of the network serving this quality (create_model
       # passes the quality's lambda), else of the narrowest network.
       serves = quality
-      if serves is None and lmbda is not None and float(lmbda) in LAMBDAS.get(
-          metric, ()):
-        serves = LAMBDAS[metric].index(float(lmbda)) + 1
+      if serves is None and lmbda is not None:
+        serves = lambda_quality(metric, lmbda)
       try:
         lmbdas = variable_rate_lambdas(self.model_name, metric, serves)
       except ValueError:  # a quality no network serves: the constructor's

@@ -13,6 +13,33 @@ LAMBDAS = {
     "ms-ssim": (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.00),
 }
 
+# Quality 0, below CompressAI's table, two of its steps (~1.9x each) below
+# quality 1; only variable-rate networks serve it. Our mbt2018-mean-vr's q1
+# lands at 0.204 bpp / 27.87 dB on Kodak (CompressAI's mbt2018-mean q1: 0.124
+# bpp / 27.70 dB), so reaching ~0.1 bpp takes a smaller lambda than q1's.
+LOW_LAMBDAS = {"mse": 0.0005, "ms-ssim": 0.66}
+
+
+def quality_lambda(metric, quality):
+  """The lambda of a quality number (0 from LOW_LAMBDAS, 1..8 CompressAI's)."""
+  if metric not in LAMBDAS:
+    raise ValueError(f"metric must be one of {sorted(LAMBDAS)}, got {metric!r}")
+  if quality == 0:
+    return LOW_LAMBDAS[metric]
+  if not 1 <= quality <= len(LAMBDAS[metric]):
+    raise ValueError(f"quality must be in 0..{len(LAMBDAS[metric])}, "
+                     f"got {quality}")
+  return LAMBDAS[metric][quality - 1]
+
+
+def lambda_quality(metric, lmbda):
+  """The quality number of a lambda of the tables, else None."""
+  lmbda = float(lmbda)
+  if lmbda == LOW_LAMBDAS.get(metric):
+    return 0
+  table = LAMBDAS.get(metric, ())
+  return table.index(lmbda) + 1 if lmbda in table else None
+
 # Per architecture: (first quality of the wide config, narrow (N, M), wide (N, M)).
 _WIDTHS = {
     "bmshj2018-factorized": (6, (128, 192), (192, 320)),
@@ -48,7 +75,7 @@ _LADDERS = {
 # mbt2018-mean does: N=128/M=192 for q1-q4, N=192/M=320 from q5 (the narrow
 # transforms cannot reconstruct the high rates: RDdata/FLAGSHIP.md).
 VARIABLE_RATE = {
-    "mbt2018-mean-vr": (((128, 192), (1, 2, 3, 4)), ((192, 320), (5, 6, 7))),
+    "mbt2018-mean-vr": (((128, 192), (0, 1, 2, 3, 4)), ((192, 320), (5, 6, 7))),
 }
 
 
@@ -72,7 +99,7 @@ def variable_rate_lambdas(name, metric="mse", quality=None):
   if metric not in LAMBDAS:
     raise ValueError(f"metric must be one of {sorted(LAMBDAS)}, got {metric!r}")
   _, rungs = variable_rate_group(name, quality)
-  return tuple(LAMBDAS[metric][q - 1] for q in rungs)
+  return tuple(quality_lambda(metric, q) for q in rungs)
 
 
 def ladder_lambdas(ladder, metric="mse"):
@@ -85,11 +112,11 @@ def ladder_lambdas(ladder, metric="mse"):
     rungs = [int(q) for q in ladder]
   except ValueError:
     rungs = []
-  if (not rungs or any(not 1 <= q <= len(table) for q in rungs)
+  if (not rungs or any(not 0 <= q <= len(table) for q in rungs)
       or rungs != sorted(set(rungs))):
-    raise ValueError(f"a ladder is increasing qualities in 1..{len(table)}, "
+    raise ValueError(f"a ladder is increasing qualities in 0..{len(table)}, "
                      f"got {','.join(str(q) for q in ladder)}")
-  return tuple(table[q - 1] for q in rungs)
+  return tuple(quality_lambda(metric, q) for q in rungs)
 
 
 def qualities(name):
