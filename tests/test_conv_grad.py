@@ -51,6 +51,13 @@ def test_patch_gradients_equal_tf_gradients(stride, padding, dtype,
   assert conv_grad.installed()
   got = _gradients(x, kernel, up_kernel, stride, padding, dtype)
   tolerance = 1e-5 if dtype == tf.float32 else 2e-2
+  if dtype == tf.bfloat16:
+    # Two bf16 approximations can be further apart than either is from the
+    # exact gradient (measured on an AVX2-only EPYC, stride 1 SAME, kernel:
+    # TF's bf16 gradient 1.8% off float32, patches 0.6%, the two 2.3%
+    # apart), so bf16 is judged against TF's float32 gradient.
+    conv_grad.uninstall()
+    want = _gradients(x, kernel, up_kernel, stride, padding, tf.float32)
   for name, a, b in zip(("x", "kernel", "up_kernel"), want, got):
     assert a.shape == b.shape, name
     error = np.max(np.abs(a - b)) / np.max(np.abs(a))
@@ -94,7 +101,18 @@ def test_dilated_convolutions_keep_tf_gradient(native_afterwards):
     return run(x, kernel).numpy()
 
   conv_grad.uninstall()
-  want = gradient()
+  try:
+    want = gradient()
+  except tf.errors.InvalidArgumentError as native_error:
+    # TF without oneDNN (its default on CPUs without AVX-512) has no CPU
+    # kernel for a dilated Conv2DBackpropFilter; the patch must not step in
+    # with a gradient of its own there either.
+    conv_grad.install()
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="dilation rates larger than 1"):
+      gradient()
+    assert "dilation rates larger than 1" in str(native_error)
+    return
   conv_grad.install()
   np.testing.assert_allclose(gradient(), want, rtol=1e-5)
 
