@@ -142,6 +142,18 @@ def test_missing_weights_and_unknown_models_say_what_exists(encoded, tmp_path,
   assert f"no shipped weights for mbt2018-mean (mse) at quality {missing}" in err
   for quality in shipped:
     assert f"mse q{quality}" in err
+  # A variable-rate file need not hold every rung of its network: the
+  # MS-SSIM file (q1-q4) exists, but has no q0.
+  vr_ms_ssim = [q for n, m, q in zoo.available_weights()
+                if (n, m) == ("mbt2018-mean-vr", "ms-ssim")]
+  if vr_ms_ssim and 0 not in vr_ms_ssim:
+    status, _, err = run(capsys, "compress", source, str(tmp_path / "b.tfci"),
+                         "--model", "mbt2018-mean-vr", "--metric", "ms-ssim",
+                         "--quality", "0")
+    assert status == 2
+    assert ("no shipped weights for mbt2018-mean-vr (ms-ssim) at quality 0"
+            in err)
+    assert not (tmp_path / "b.tfci").exists()
   status, _, err = run(capsys, "compress", source, str(tmp_path / "a.tfci"),
                        "--model", "nope")
   assert status == 2
