@@ -200,7 +200,7 @@ def test_models_lists_registry_weights_parameters_and_measurements(
     with np.load(path) as data:
       count = sum(data[k].size for k in data.files
                   if not k.startswith("__"))  # metadata, coding tables
-    assert cli.parameter_count(name, quality) == count
+    assert cli.parameter_count(name, quality, metric) == count
   section = out.split("\nmbt2018-mean: ")[1].split("\n\n")[0]
   q3 = [line for line in section.splitlines()
         if line.startswith("   3  128  192")][0]

@@ -346,13 +346,16 @@ def measured_points(pattern=RESULTS_GLOB):
   return points
 
 
-def parameter_count(name, quality):
+def parameter_count(name, quality, metric=None):
   """Trainable parameters at a quality: from the shipped file when there is
-  one (no model is built), else by building the model once per (N, M)."""
+  one (no model is built; `metric`'s file, else the MSE one, else MS-SSIM's:
+  a variable-rate file's count includes its ladder's gains, so the q0-q4 MSE
+  file holds 2 x M more than the q1-q4 MS-SSIM one), else by building the
+  model once per (N, M)."""
   import numpy as np
   from tfcodec import zoo
   from tfcodec.models import quality_config
-  for metric in ("mse", "ms-ssim"):
+  for metric in ((metric,) if metric else ()) + ("mse", "ms-ssim"):
     path = zoo.weights_path(name, quality, metric)
     if os.path.exists(path):
       with np.load(path) as data:
