@@ -329,3 +329,25 @@ def test_an_mse_ladder_finetunes_for_ms_ssim_by_quality_number(tmp_path):
   shift = 0.5 * np.log(LAMBDAS["ms-ssim"][4] / LAMBDAS["ms-ssim"][3])
   np.testing.assert_allclose(longer.log_gains.numpy()[4],
                              mse.log_gains.numpy()[3] + shift, rtol=1e-6)
+
+
+def test_graft_rungs_takes_only_the_named_rungs_gains(tmp_path):
+  base, base_path = _saved_random_ladder(tmp_path, 12)
+  tf.keras.utils.set_random_seed(13)
+  donor = create_model(NAME, quality=3, N=8, M=8)  # q0-q4, other weights
+  donor.log_gains.assign(tf.random.normal(donor.log_gains.shape))
+  donor_path = str(tmp_path / "donor.npz")
+  zoo.save_weights(donor, donor_path, 3, dtype=np.float32)
+  out = str(tmp_path / "grafted.npz")
+  zoo.graft_rungs(base_path, donor_path, [0], out)
+  grafted = zoo.load_model(path=out, freeze=False)
+  assert grafted.qualities == (0, 1, 2, 3, 4)
+  np.testing.assert_allclose(grafted.log_gains.numpy()[0],
+                             donor.log_gains.numpy()[0], rtol=1e-3)
+  np.testing.assert_allclose(grafted.log_gains.numpy()[1:],
+                             base.log_gains.numpy(), rtol=1e-3)
+  for source, target in zip(base.g_s.trainable_variables,
+                            grafted.g_s.trainable_variables):
+    np.testing.assert_allclose(target.numpy(), source.numpy(), rtol=1e-3,
+                               atol=1e-4)
+  assert zoo.read_metadata(out)["grafted"]["qualities"] == [0]

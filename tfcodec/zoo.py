@@ -284,3 +284,34 @@ def load_model(name=DEFAULT_MODEL, quality=3, metric="mse", path=None,
   if freeze:
     model.freeze(read_tables(path), exact_transforms=exact_transforms)
   return model
+
+
+def graft_rungs(base_path, donor_path, qualities, out_path):
+  """A variable-rate file: `base_path`'s network on `donor_path`'s ladder,
+  with the gain and inverse-gain vectors of `qualities` taken from the donor
+  (every other weight, so every other rung, stays the base's). How the
+  flagship's q0 shipped: its run trained the whole network on the q0-q4
+  ladder, did not improve q1-q4, and only rung 0's gains were kept.
+  Writes float16 weights with the base's provenance plus the donor's under
+  `grafted`; run store_tables on the result before shipping it."""
+  donor = load_model(path=donor_path, freeze=False)
+  base_meta, donor_meta = read_metadata(base_path), read_metadata(donor_path)
+  model = create_model(base_meta["model"], metric=base_meta["metric"],
+                       N=base_meta["N"], M=base_meta["M"],
+                       lmbdas=donor.lmbdas,
+                       reference_quality=donor.reference_quality)
+  load_weights(model, base_path)  # new rungs start as _ladder_rows says
+  gains, inverse = model.log_gains.numpy(), model.log_inverse_gains.numpy()
+  for quality in qualities:
+    row = donor.qualities.index(int(quality))
+    gains[row] = donor.log_gains.numpy()[row]
+    inverse[row] = donor.log_inverse_gains.numpy()[row]
+  model.log_gains.assign(gains)
+  model.log_inverse_gains.assign(inverse)
+  extra = {k: base_meta[k] for k in ("flags", "command", "run")
+           if k in base_meta}
+  extra["grafted"] = dict(qualities=[int(q) for q in qualities],
+                          **{k: donor_meta[k] for k in ("flags", "command",
+                                                        "run")
+                             if k in donor_meta})
+  save_weights(model, out_path, base_meta["quality"], extra=extra)
