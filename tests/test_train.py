@@ -251,3 +251,75 @@ def test_prior_lr_multiplier_scales_only_the_priors_steps(tmp_path):
   assert int(restored.iterations.numpy()) == 1
   for a, b in zip(plain.variables, restored.variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_an_export_keeps_its_parent_after_the_parent_file_is_replaced(tmp_path):
+  """A fine-tuned export names its parent by content and keeps the parent's
+  recipe, even when the parent's path later holds another file (a re-shipped
+  weight keeps its name); lineage CPU-hours add the parent's own."""
+  import hashlib
+  from tfcodec.train import lineage
+  images = tmp_path / "images"
+  images.mkdir()
+  for i in range(2):
+    Image.fromarray(random_image(72, 72, seed=i)).save(images / f"{i}.png")
+  parent = create_model("mbt2018-mean", 3, N=8, M=8)
+  parent_path = str(tmp_path / "shipped.npz")
+  zoo.save_weights(parent, parent_path, 3,
+                   extra={"run": {"steps": 1234, "cpu_hours": 2.5}})
+  with open(parent_path, "rb") as f:
+    parent_sha = hashlib.sha256(f.read()).hexdigest()
+  run_dir = str(tmp_path / "run")
+  kwargs = dict(train_glob=str(images), run_dir=run_dir, patch_size=64,
+                batch_size=2, lr=1e-5, log_every=1, eval_every=100,
+                finetune_from=parent_path, model_kwargs=dict(N=8, M=8),
+                echo=False)
+  loop.train("mbt2018-mean", 3, steps=1, **kwargs)
+  # The run's export replaces the parent under its name, then the run resumes
+  # (a resume reads no parent and logs none).
+  child = loop.train("mbt2018-mean", 3, steps=2, **kwargs)
+  loop.export(child, parent_path, 3, recipe={"run": loop.run_summary(run_dir)})
+  loop.train("mbt2018-mean", 3, steps=3, **kwargs)
+
+  summary = loop.run_summary(run_dir)
+  assert [p["how"] for p in summary["parents"]] == ["finetune_from"]
+  recorded = summary["parents"][0]
+  assert recorded["sha256"] == parent_sha
+  assert recorded["metadata"]["run"] == {"steps": 1234, "cpu_hours": 2.5}
+  assert summary["lineage_cpu_hours"] == pytest.approx(
+      summary["cpu_hours"] + 2.5, abs=1e-4)
+  assert summary["cpu_hours"] > 0
+
+  # A grandchild counts the whole chain once.
+  grandchild_path = str(tmp_path / "grandchild.npz")
+  loop.export(child, grandchild_path, 3, recipe={"run": summary})
+  run2 = str(tmp_path / "run2")
+  loop.train("mbt2018-mean", 3, steps=1,
+             **dict(kwargs, run_dir=run2, finetune_from=grandchild_path))
+  summary2 = loop.run_summary(run2)
+  assert summary2["lineage_cpu_hours"] == pytest.approx(
+      summary2["cpu_hours"] + summary["lineage_cpu_hours"], abs=1e-4)
+  assert (summary2["parents"][0]["metadata"]["run"]["parents"][0]["sha256"]
+          == parent_sha)
+
+
+def test_a_parent_can_be_recorded_for_an_older_run(tmp_path):
+  from tfcodec.train import lineage
+  run_dir = tmp_path / "run"
+  run_dir.mkdir()
+  (run_dir / "log.jsonl").write_text(json.dumps(dict(
+      event="train", step=10, s_per_step=1., session=1., session_wall=10.,
+      session_cpu=3600.)) + "\n")
+  path = str(tmp_path / "old.npz")
+  zoo.save_weights(create_model("mbt2018-mean", 3, N=8, M=8), path, 3,
+                   extra={"run": {"cpu_hours": 1.0}})
+  lineage.main(["--run_dir", str(run_dir), "--how", "finetune_from",
+                "--parent", path])
+  summary = loop.run_summary(str(run_dir))
+  # The appended event is not a session: one session, one CPU-hour of its own.
+  assert summary["sessions"] == 1 and summary["cpu_hours"] == 1.0
+  assert summary["lineage_cpu_hours"] == 2.0
+  with pytest.raises(ValueError, match="how must be one of"):
+    lineage.parent_record("copied_from", path)
+  with pytest.raises(FileNotFoundError, match="no such run log"):
+    lineage.record_parent(str(tmp_path / "nowhere"), "finetune_from", path)

@@ -6,8 +6,10 @@ A run lives in one directory (`--run_dir`):
                 is resumed. TF writes a checkpoint's files under temporary
                 names and only then atomically rewrites the `checkpoint` index,
                 so a kill at any moment leaves the previous one usable.
-  log.jsonl     one JSON line per event (start, resume, train, eval, done),
-                each with the session's wall and CPU seconds so far.
+  log.jsonl     one JSON line per event (start, parent, resume, train, eval,
+                done), each with the session's wall and CPU seconds so far;
+                `parent` keeps the metadata of the file the run started
+                from (tfcodec.train.lineage).
   tb/           TensorBoard: training and validation scalars, and a few
                 validation reconstructions at every evaluation.
   export.npz    float16 weights with metadata and recipe, for tfcodec.zoo.
@@ -27,7 +29,7 @@ import tensorflow as tf
 from tfcodec import metrics, zoo
 from tfcodec.models import create_model
 from tfcodec.models.base import pad_to_multiple
-from tfcodec.train import conv_grad, data, distribute, widen
+from tfcodec.train import conv_grad, data, distribute, lineage, widen
 from tfcodec.train.optimizer import Adam, prior_variables
 from tfcodec.train.precision import (resolve_precision,
                                      use_inference_arithmetic_in_training)
@@ -304,16 +306,19 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
     zoo.load_weights(model, finetune_from)
     log("finetune_from", text=f"initialised from {finetune_from}",
         path=finetune_from)
+    log("parent", **lineage.parent_record("finetune_from", finetune_from))
   elif widen_from:
     widen.widen(model, widen_from)
     log("widen_from", text=(f"widened N={model.N} M={model.M} from "
                             f"{widen_from}"), path=widen_from)
+    log("parent", **lineage.parent_record("widen_from", widen_from))
   if warm_start_from and not manager.latest_checkpoint:
     parts = zoo.warm_start(model, warm_start_from, warm_start_parts,
                            partial=warm_start_partial)
     log("warm_start_from", text=(f"copied {', '.join(parts)} from "
                                  f"{warm_start_from}"),
         path=warm_start_from, parts=parts)
+    log("parent", **lineage.parent_record("warm_start_from", warm_start_from))
 
   # A resumed session reshuffles: with the run's own seed it would replay the
   # first session's crops from the start.
@@ -501,6 +506,13 @@ def run_summary(run_dir):
         sessions=len(sessions),
         wall_hours=round(sum(w for w, _ in sessions.values()) / 3600, 4),
         cpu_hours=round(sum(c for _, c in sessions.values()) / 3600, 4))
+  parents = lineage.parents(records)
+  if parents:
+    # The parents' files may since have been replaced under the same name:
+    # their metadata is kept whole, as the log captured it at the start.
+    summary["parents"] = parents
+    summary["lineage_cpu_hours"] = round(
+        summary.get("cpu_hours", 0.) + lineage.inherited_cpu_hours(parents), 4)
   return summary
 
 
