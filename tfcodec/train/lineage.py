@@ -17,6 +17,7 @@ Runs started before this was recorded can be given their parent afterwards:
 """
 
 import hashlib
+import io
 import json
 import os
 
@@ -30,9 +31,9 @@ def parent_record(how, path):
   if how not in HOW:
     raise ValueError(f"how must be one of {', '.join(HOW)}; got {how!r}")
   with open(path, "rb") as f:
-    digest = hashlib.sha256(f.read()).hexdigest()
-  return dict(how=how, path=path, sha256=digest,
-              metadata=zoo.read_metadata(path))
+    blob = f.read()  # one read serves the hash and the metadata
+  return dict(how=how, path=path, sha256=hashlib.sha256(blob).hexdigest(),
+              metadata=zoo.read_metadata(io.BytesIO(blob)))
 
 
 def record_parent(run_dir, how, path):
@@ -43,6 +44,8 @@ def record_parent(run_dir, how, path):
   if not os.path.exists(log_path):
     raise FileNotFoundError(f"{log_path}: no such run log")
   record = dict(event="parent", **parent_record(how, path))
+  from tfcodec.train import loop  # loop imports this module
+  loop.start_on_fresh_line(log_path)
   with open(log_path, "a") as f:
     f.write(json.dumps(record) + "\n")
   return record

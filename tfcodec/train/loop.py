@@ -158,6 +158,19 @@ def consistency(model, batch, step_terms, tolerance=1.5):
               step_mse=float(step_terms["mse"]), ratio=ratio, ok=ok)
 
 
+def start_on_fresh_line(path):
+  """A kill -9 during a write can leave a torn last line: appending after it
+  would join the next record to it, so end the file with a newline first
+  (readers skip the torn line)."""
+  if os.path.exists(path) and os.path.getsize(path):
+    with open(path, "rb") as f:
+      f.seek(-1, os.SEEK_END)
+      torn = f.read(1) != b"\n"
+    if torn:
+      with open(path, "a") as f:
+        f.write("\n")
+
+
 class RunLog:
   """Appends JSON events to log.jsonl and prints progress to stdout.
 
@@ -171,15 +184,7 @@ class RunLog:
     self.echo = echo
     self.session = time.time()
     self._cpu_start = time.process_time()
-    # A kill -9 during a write can leave a torn last line: start on a fresh
-    # line so the next record stays parseable (readers skip the torn one).
-    if os.path.exists(path) and os.path.getsize(path):
-      with open(path, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        torn = f.read(1) != b"\n"
-      if torn:
-        with open(path, "a") as f:
-          f.write("\n")
+    start_on_fresh_line(path)
 
   def __call__(self, event, text=None, **fields):
     now = time.time()
