@@ -4,25 +4,24 @@
       [--qualities 5,7] [--images kodim01,...] [--kodak ../shared/data/kodak]
 
 For each quality, every image is coded through the real container (bpp =
-8 x file bytes / pixels) and also with WebP (Pillow/libwebp, method 6) at
-the WebP quality whose file size is closest to ours for that image. Both
-reconstructions are compared with the original in BT.601 full-range YCbCr
-(the JPEG/WebP conversion) and in RGB; the means over the images are
-printed. WebP lossy stores chroma at half resolution (4:2:0), so a gap that
+8 x file bytes / pixels) and also with WebP (`tfcodec.eval.baselines.WebP`:
+Pillow/libwebp, method 6) at the WebP quality whose file size is closest to
+ours for that image. Both reconstructions are compared with the original in
+BT.601 full-range YCbCr (the JPEG/WebP conversion) and in RGB; the means
+over the images are printed. WebP lossy stores chroma at half resolution (4:2:0), so a gap that
 lies in Cb/Cr points at chroma, one in Y at luma detail.
 """
 
 import argparse
-import io
 import os
 import sys
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tfcodec import codec  # noqa: E402
+from tfcodec import codec, metrics  # noqa: E402
+from tfcodec.eval.baselines import WebP  # noqa: E402
 from tfcodec.io.images import read_image  # noqa: E402
 from tfcodec.util import quiet_tensorflow  # noqa: E402
 
@@ -38,29 +37,20 @@ def ycbcr(image):
           128. + 0.5 * r - 0.418688 * g - 0.081312 * b)
 
 
-def _psnr(reference, decoded):
-  mse = np.mean((np.asarray(reference, np.float64)
-                 - np.asarray(decoded, np.float64)) ** 2)
-  return float("inf") if mse == 0 else 10. * np.log10(255. ** 2 / mse)
-
-
 def channel_psnrs(reference, decoded):
   """PSNR of Y, Cb, Cr and of RGB, in that order."""
   planes = zip(ycbcr(reference), ycbcr(decoded))
-  return [_psnr(a, b) for a, b in planes] + [_psnr(reference, decoded)]
+  return ([metrics.psnr(a, b) for a, b in planes]
+          + [metrics.psnr(reference, decoded)])
 
 
 def webp_at(image, target_bits):
-  """(bits, decoded) of the WebP quality whose size is closest to target."""
-  best = None
-  for quality in range(101):
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "WEBP", quality=quality, method=6)
-    bits = 8 * buffer.tell()
-    if best is None or abs(bits - target_bits) < abs(best[0] - target_bits):
-      best = (bits, buffer.getvalue())
-  decoded = np.asarray(Image.open(io.BytesIO(best[1])).convert("RGB"))
-  return best[0], decoded
+  """(bits, decoded) of the WebP quality whose size is closest to target,
+  coded as the evaluation tool's live WebP baseline codes it."""
+  webp = WebP()
+  files = [webp.encode(image, quality) for quality in range(101)]
+  best = min(files, key=lambda data: abs(8 * len(data) - target_bits))
+  return 8 * len(best), webp.decode(best)
 
 
 def main():
