@@ -8,8 +8,9 @@ For each quality, every image is coded through the real container (bpp =
 Pillow/libwebp, method 6) at the WebP quality whose file size is closest to
 ours for that image. Both reconstructions are compared with the original in
 BT.601 full-range YCbCr (the JPEG/WebP conversion) and in RGB; the means
-over the images are printed. WebP lossy stores chroma at half resolution (4:2:0), so a gap that
-lies in Cb/Cr points at chroma, one in Y at luma detail.
+over the images are printed. WebP lossy stores chroma at half resolution
+(4:2:0), so a gap that lies in Cb/Cr points at chroma, one in Y at luma
+detail.
 """
 
 import argparse
