@@ -1,5 +1,6 @@
 """The bundled trained model: bits on disk match the model's estimate."""
 
+import hashlib
 import os
 
 import numpy as np
@@ -94,3 +95,31 @@ def test_file_bits_match_estimated_bits_on_kodak(name, metric, quality):
   # 28.3 dB (0.139 bpp) and q3 30.1 dB (0.290 bpp) on kodim23, the least
   # trained file (cheng2020-gmm q1, 1,819 steps) 25.9 dB at 0.138 bpp.
   assert metrics.psnr(image, decoded) > 24.
+
+
+# The .tfci bytes and decoded pixels (sha256, first 16 hex digits) of
+# kodim23's top-left 96x136 crop, recorded at f2f8564 (format version 1) on a
+# 2-core AVX2 CPU. The coding arithmetic is exact integer sums, so these hold
+# on any machine and thread count; they fail when a code change moves the
+# bits that files of a shipped model contain, which breaks every file users
+# already have. A re-shipped weight file changes its weights id: record
+# its new values (printed on failure) in the same commit.
+GOLDEN = {
+    ("mbt2018-mean-vr", "mse", 3): (0x2018e809, "35c94d3f1ceaa573", "870fbe92c89431a2"),
+    ("mbt2018", "mse", 3): (0x3f9e52d0, "df4deb27ceb026fe", "d7c1d7a96ff70f06"),
+}
+
+
+@pytest.mark.parametrize("name,metric,quality", sorted(GOLDEN))
+def test_shipped_files_are_byte_stable(name, metric, quality):
+  weights_id, file_digest, pixels_digest = GOLDEN[(name, metric, quality)]
+  image = read_image(os.path.join(KODAK, "kodim23.png"))[:96, :136]
+  model = codec.get_model(name, quality, metric)
+  data = codec.encode_image(model, image, quality)
+  decoded = np.asarray(codec.decode_bytes(data))
+  got = (Bitstream.from_bytes(data).weights_id,
+         hashlib.sha256(data).hexdigest()[:16],
+         hashlib.sha256(decoded.tobytes()).hexdigest()[:16])
+  assert got == (weights_id, file_digest, pixels_digest), (
+      f"{name} {metric} q{quality}: got weights id 0x{got[0]:08x}, file "
+      f"{got[1]}, pixels {got[2]}")
