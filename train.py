@@ -71,6 +71,10 @@ flags.DEFINE_string("val_glob", os.path.join(DATA, "kodak"),
 flags.DEFINE_integer("patch_size", 128,
                      "The side in pixels of the random square training crops; "
                      "images smaller than that are edge-padded first.")
+flags.DEFINE_list("augment", [],
+                  "Training-crop augmentations, comma-separated: 'flip' "
+                  "(left-right) and 'rescale' (each crop downscaled by a "
+                  "random factor in [0.5, 1], antialiased, back to 8 bits).")
 flags.DEFINE_integer("batch_size", 8,
                      "The number of crops per optimisation step, over all "
                      "replicas and workers together.")
@@ -227,6 +231,11 @@ def main(argv):
   else:
     if FLAGS.average_from_step is not None:
       raise app.UsageError("--average_from_step needs --export_only")
+    from tfcodec.train.data import check_augment
+    try:
+      check_augment(FLAGS.augment)
+    except ValueError as error:
+      raise app.UsageError(f"--augment: {error}") from None
     step, averaged = None, []
     model = loop.train(
         FLAGS.model, FLAGS.quality, metric=FLAGS.metric,
@@ -248,7 +257,7 @@ def main(argv):
         parallel_calls=FLAGS.num_workers,
         keep_checkpoints=FLAGS.keep_checkpoints,
         prior_lr_multiplier=FLAGS.prior_lr_multiplier,
-        conv_kernel_grad=FLAGS.conv_kernel_grad)
+        conv_kernel_grad=FLAGS.conv_kernel_grad, augment=FLAGS.augment)
   work_dir = distribute.worker_dir(run_dir, FLAGS.strategy)
   recipe = {"flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(
       FLAGS.find_module_defining_flag("model"))},

@@ -227,7 +227,7 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
           warm_start_partial=False, widen_from=None, seed=None,
           model_kwargs=None, strategy="none", parallel_calls=None,
           summary_images=3, echo=True, keep_checkpoints=3,
-          prior_lr_multiplier=1., conv_kernel_grad="auto"):
+          prior_lr_multiplier=1., conv_kernel_grad="auto", augment=()):
   """Trains (or resumes) a run and returns the model.
 
   `epochs`, when given, replaces `steps`: an epoch is one random crop of every
@@ -241,6 +241,7 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
   `conv_kernel_grad`: 'patches' computes convolution kernel gradients
   without oneDNN's backprop-filter kernel, 'native' with it, 'auto' picks
   'patches' on AMD CPUs (tfcodec.train.conv_grad explains why).
+  `augment`: training-crop augmentations (tfcodec.train.data.AUGMENTATIONS).
   """
   # Multi-worker collectives must be configured before any other TF work.
   dist = distribute.create_strategy(strategy)
@@ -299,7 +300,8 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
       precision=precision, conv_kernel_grad=conv_kernel_grad,
       strategy=strategy, num_images=num_images,
       steps_per_epoch=epoch_steps, total_steps=steps, batch_size=batch_size,
-      patch_size=patch_size, replicas=dist.num_replicas_in_sync)
+      patch_size=patch_size, replicas=dist.num_replicas_in_sync,
+      augment=list(augment))
   if manager.latest_checkpoint:
     ckpt.restore(manager.latest_checkpoint)
     log("resume", text=(f"resumed from {manager.latest_checkpoint} at step "
@@ -330,7 +332,7 @@ def train(model_name, quality, metric="mse", lmbda=None, train_glob=None,
   data_seed = None if seed is None else seed + 7919 * int(step)
   dataset = data.distributed_train_dataset(
       dist, train_glob, patch_size, batch_size, seed=data_seed,
-      parallel_calls=parallel_calls)
+      parallel_calls=parallel_calls, augment=augment)
   val_images = data.eval_images(val_glob)[1] if val_glob and is_chief else []
   writer = (tf.summary.create_file_writer(os.path.join(work_dir, "tb"))
             if is_chief else tf.summary.create_noop_writer())
