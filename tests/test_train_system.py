@@ -109,21 +109,22 @@ def test_small_images_give_finite_full_crops(tmp_path):
   assert data.steps_per_epoch(3, 8) == 1
 
 
-def _ramp(height, width):
-  """uint8 image whose value is the column index (red), the row (green)."""
+def _ramp_folder(folder, height, width):
+  """A folder holding one PNG whose red is the column index, green the row
+  and blue 77 everywhere; returns the folder's path."""
   columns = np.broadcast_to(np.arange(width), (height, width))
   rows = np.broadcast_to(np.arange(height)[:, None], (height, width))
-  return np.stack([columns, rows, np.full((height, width), 77)],
-                  -1).astype(np.uint8)
+  ramp = np.stack([columns, rows, np.full((height, width), 77)], -1)
+  folder.mkdir()
+  Image.fromarray(ramp.astype(np.uint8)).save(folder / "ramp.png")
+  return str(folder)
 
 
 def test_rescale_shrinks_the_content_and_stays_8_bit(tmp_path):
   # A ramp rising 1 per pixel: a crop at scale s rises 1/s per pixel, so
   # with s in [0.5, 1] the mean step is in [1, 2] and exceeds 1 on average.
-  folder = tmp_path / "ramp"
-  folder.mkdir()
-  Image.fromarray(_ramp(200, 240)).save(folder / "ramp.png")
-  ds = data.train_dataset(str(folder), patch_size=48, batch_size=16, seed=0,
+  folder = _ramp_folder(tmp_path / "ramp", 200, 240)
+  ds = data.train_dataset(folder, patch_size=48, batch_size=16, seed=0,
                           augment=["rescale"])
   batch = next(iter(ds)).numpy() * 255.
   assert batch.shape == (16, 48, 48, 3)
@@ -134,26 +135,22 @@ def test_rescale_shrinks_the_content_and_stays_8_bit(tmp_path):
   assert steps.mean() > 1.2, steps
   assert np.allclose(batch[..., 2], 77., atol=.5)  # flat stays flat
   # Images smaller than the largest region are rescaled as far as they allow.
-  small = tmp_path / "small"
-  small.mkdir()
-  Image.fromarray(_ramp(50, 60)).save(small / "ramp.png")
-  tiny = next(iter(data.train_dataset(str(small), patch_size=48, batch_size=4,
+  small = _ramp_folder(tmp_path / "small", 50, 60)
+  tiny = next(iter(data.train_dataset(small, patch_size=48, batch_size=4,
                                       seed=0, augment=["rescale"])))
   assert tiny.shape == (4, 48, 48, 3)
 
 
 def test_flip_mirrors_about_half_the_crops(tmp_path):
-  folder = tmp_path / "ramp"
-  folder.mkdir()
-  Image.fromarray(_ramp(40, 40)).save(folder / "ramp.png")
-  ds = data.train_dataset(str(folder), patch_size=40, batch_size=64, seed=0,
+  folder = _ramp_folder(tmp_path / "ramp", 40, 40)
+  ds = data.train_dataset(folder, patch_size=40, batch_size=64, seed=0,
                           augment=["flip"])
   red = next(iter(ds)).numpy()[:, 0, :, 0] * 255.
   rising = np.all(np.diff(red, axis=1) > 0, axis=1)
   falling = np.all(np.diff(red, axis=1) < 0, axis=1)
   assert np.all(rising | falling)
   assert 16 <= rising.sum() <= 48, rising.sum()
-  plain = next(iter(data.train_dataset(str(folder), patch_size=40,
+  plain = next(iter(data.train_dataset(folder, patch_size=40,
                                        batch_size=8, seed=0)))
   assert np.all(np.diff(plain.numpy()[:, 0, :, 0], axis=1) > 0)
 
