@@ -69,11 +69,10 @@ def _rescaled_crop(image, patch_size):
   own scale: finer detail per pixel, less sensor noise and JPEG residue.
   """
   shape = tf.shape(image)
-  shortest = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32)
+  shortest = tf.minimum(shape[0], shape[1])
   scale = tf.random.uniform([], RESCALE_MIN, 1.)
   size = tf.cast(tf.math.ceil(patch_size / scale), tf.int32)
-  size = tf.clip_by_value(size, patch_size, tf.maximum(
-      tf.cast(shortest, tf.int32), patch_size))
+  size = tf.clip_by_value(size, patch_size, tf.maximum(shortest, patch_size))
   region = _crop_or_pad(image, size)
   resized = tf.image.resize(tf.cast(region, tf.float32),
                             (patch_size, patch_size), method="bicubic",
